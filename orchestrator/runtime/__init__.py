@@ -1,0 +1,221 @@
+"""The seam between the daemon and where containers run (the *runtime*).
+
+The daemon talks to a :class:`ContainerRuntime`; the Docker implementation lives in
+:mod:`orchestrator.runtime.docker_engine` (the only module that imports the docker SDK)
+and placement over several hosts in :mod:`orchestrator.runtime.placement`.
+
+Every object a runtime creates carries the labels in :func:`labels_for`: listing and
+clean-up go by those labels only, and objects of another daemon instance are left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+LABEL_PREFIX = "io.runner-orchestrator"
+LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
+LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
+LABEL_POOL = f"{LABEL_PREFIX}.pool"
+LABEL_FORGE = f"{LABEL_PREFIX}.forge"
+LABEL_FORGE_RUNNER_ID = f"{LABEL_PREFIX}.forge-runner-id"
+LABEL_RUNNER_ID = f"{LABEL_PREFIX}.runner-id"
+
+#: Where the credential file lands inside the container (file delivery).
+CREDENTIAL_DIR = "/run/runner-orchestrator"
+CREDENTIAL_FILE = f"{CREDENTIAL_DIR}/credential"
+
+
+def labels_for(
+    instance_id: str,
+    *,
+    pool: str = "",
+    forge: str = "",
+    forge_runner_id: str = "",
+    runner_id: str = "",
+) -> dict[str, str]:
+    """The label set for an object this daemon instance creates."""
+    labels = {LABEL_MANAGED: "true", LABEL_INSTANCE: instance_id}
+    for key, value in (
+        (LABEL_POOL, pool),
+        (LABEL_FORGE, forge),
+        (LABEL_FORGE_RUNNER_ID, forge_runner_id),
+        (LABEL_RUNNER_ID, runner_id),
+    ):
+        if value:
+            labels[key] = value
+    return labels
+
+
+GpuRequest = Literal["all"] | int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """One runner container, fully described. Built by the reconciler from pool config
+    and the provider's :class:`providers.base.Registration`."""
+
+    runner_id: str
+    name: str
+    instance_id: str
+    pool: str
+    forge: str
+    forge_runner_id: str
+    image: str
+    command: tuple[str, ...]
+    credential: str = dataclasses.field(repr=False)
+    credential_env: str
+    credential_delivery: Literal["file", "env"] = "file"
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    platform: str = "linux/amd64"
+    gpus: GpuRequest = None
+    gpu_capabilities: tuple[str, ...] = ("gpu", "utility", "compute")
+    cpus: float | None = None
+    memory: str | None = None  # docker notation: "2g", "512m"
+    pids_limit: int = 4096
+    network: str | None = None  # None: the instance's isolated bridge network
+    volumes: tuple[str, ...] = ()  # "src:dst[:ro]"
+    privileged: bool = False
+    docker_socket: bool = False
+    cap_add: tuple[str, ...] = ()
+    user: str | None = None
+    hosts: tuple[str, ...] = ()  # allowed Docker hosts; () = any that fits
+
+
+ContainerStatus = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """A labelled container as the runtime sees it."""
+
+    id: str
+    name: str
+    host: str
+    status: str
+    runner_id: str = ""
+    pool: str = ""
+    forge: str = ""
+    forge_runner_id: str = ""
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status in {"running", "restarting", "paused"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listing:
+    """This instance's containers on every host that answered, and the hosts that did not.
+
+    A container missing from a host in ``unreachable`` is *unknown*, not gone: the
+    reconciler must not clean up after it until the host answers again.
+    """
+
+    containers: tuple[ContainerInfo, ...]
+    unreachable: frozenset[str] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    """A container of ours changed state (from the engine's event stream)."""
+
+    host: str
+    container_id: str
+    action: str  # "start" | "die" | "oom" | "destroy"
+    runner_id: str = ""
+    exit_code: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostStatus:
+    """For /status: one Docker endpoint."""
+
+    name: str
+    url: str
+    ok: bool
+    arch: str
+    gpus: int
+    max_containers: int
+    containers: int
+    error: str = ""
+
+
+class RuntimeFailure(Exception):
+    """Base of the runtime's own errors (docker SDK errors are translated into these)."""
+
+
+class HostUnavailable(RuntimeFailure):
+    """A Docker endpoint does not answer."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"docker host {host!r} unavailable: {message}")
+        self.host = host
+
+
+class NoCapacity(RuntimeFailure):
+    """No configured host fits the spec (arch, GPUs) and has room. ``reason`` says which."""
+
+
+class ContainerStartError(RuntimeFailure):
+    """The container could not be created or started (image missing, GPU absent...)."""
+
+    def __init__(self, message: str, *, host: str = "", container_id: str = "") -> None:
+        super().__init__(message)
+        self.host = host
+        self.container_id = container_id
+
+
+EventCallback = Callable[[ContainerEvent], None]
+
+
+@runtime_checkable
+class ContainerRuntime(Protocol):
+    """**Protocol:** create, run and remove runner containers on one or more hosts."""
+
+    instance_id: str
+
+    async def start(self, on_event: EventCallback) -> None:
+        """Connect to every host, ensure the instance network, start watching events."""
+        ...
+
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Place, create (not start) and deliver the credential. Raises NoCapacity,
+        HostUnavailable or ContainerStartError."""
+        ...
+
+    async def start_container(self, info: ContainerInfo) -> ContainerInfo:
+        """Start a created container. Raises ContainerStartError (e.g. no GPU here)."""
+        ...
+
+    async def stop(self, host: str, container_id: str, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``. A missing container is not an error."""
+        ...
+
+    async def remove(self, host: str, container_id: str) -> None:
+        """Force-remove the container and its anonymous volumes. Missing is not an error."""
+        ...
+
+    async def list(self) -> Listing:
+        """This instance's labelled containers on every reachable host."""
+        ...
+
+    async def logs(self, host: str, container_id: str, tail: int = 100) -> str:
+        """The last ``tail`` lines of the container's output."""
+        ...
+
+    def hosts(self) -> Sequence[HostStatus]:
+        """In-memory view of every host; never does I/O."""
+        ...
+
+    def placeable(self, platform: str, gpus: GpuRequest, hosts: tuple[str, ...] = ()) -> str:
+        """'' when some live host could take such a container, else the reason why not."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop watching events and close clients. Leaves containers running."""
+        ...

@@ -1,0 +1,1 @@
+"""Forge adapters (GitLab, GitHub). See :mod:`providers.base` for the seam and glossary."""
