@@ -353,7 +353,11 @@ class Settings(BaseSettings):
     ceiling: Ceiling = Ceiling()
 
     _split = field_validator(
-        "gitlab_projects", "gitlab_groups", "github_org", "github_repo", "runner_labels",
+        "gitlab_projects",
+        "gitlab_groups",
+        "github_org",
+        "github_repo",
+        "runner_labels",
         mode="before",
     )(_split_commas)
 
@@ -423,8 +427,9 @@ class Settings(BaseSettings):
             )
         if self.github_token or self.github_org or self.github_repo:
             if not (self.github_org or self.github_repo):
-                raise ValueError("github_repo: GITHUB_TOKEN is set but neither GITHUB_ORG "
-                                 "nor GITHUB_REPO is")
+                raise ValueError(
+                    "github_repo: GITHUB_TOKEN is set but neither GITHUB_ORG nor GITHUB_REPO is"
+                )
             forges.append(
                 GitHubForgeConfig(
                     token=self.github_token,
@@ -578,7 +583,7 @@ def _describe(error: ValidationError) -> str:
             hint = f" (env {item['loc'][0].upper()})"
         value = item.get("input")
         shown = "" if isinstance(value, dict | list) or value is None else f", got {value!r}"
-        if item["loc"] and "token" in str(item["loc"][-1]) or "secret" in loc:
+        if (item["loc"] and "token" in str(item["loc"][-1])) or "secret" in loc:
             shown = ""
         lines.append(f"invalid config: {loc}{hint}: {message}{shown}")
     return "\n".join(lines)
@@ -588,7 +593,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Build :class:`Settings` from env (+ YAML). Raises :class:`ConfigError` when invalid."""
     import os
 
-    path = config_file or (Path(os.environ["CONFIG_FILE"]) if os.environ.get("CONFIG_FILE") else None)
+    path = config_file or (
+        Path(os.environ["CONFIG_FILE"]) if os.environ.get("CONFIG_FILE") else None
+    )
     cls: type[Settings] = Settings
     if path is not None:
         if not path.is_file():

@@ -46,7 +46,9 @@ TRANSITIONS: Mapping[RunnerState, frozenset[RunnerState]] = {
     # busy -> draining only when the container itself ended (ephemeral runner done);
     # the planner never chooses it.
     RunnerState.BUSY: frozenset({RunnerState.IDLE, RunnerState.DRAINING, RunnerState.FAILED}),
-    RunnerState.DRAINING: frozenset({RunnerState.REMOVED, RunnerState.FAILED}),
+    # draining -> busy: the forge refused to unregister a runner that just took a job
+    # (GitHub answers 422); it keeps running and is retired later.
+    RunnerState.DRAINING: frozenset({RunnerState.REMOVED, RunnerState.FAILED, RunnerState.BUSY}),
     RunnerState.FAILED: frozenset({RunnerState.DRAINING, RunnerState.REMOVED}),
     RunnerState.REMOVED: frozenset(),
 }
@@ -61,7 +63,7 @@ FREE_STATES = frozenset(
 STARTING_STATES = frozenset({RunnerState.REQUESTED, RunnerState.REGISTERING, RunnerState.STARTING})
 
 
-class InvalidTransition(ValueError):  # noqa: N818 - reads better at call sites
+class InvalidTransition(ValueError):
     """A state change the lifecycle does not allow."""
 
     def __init__(self, runner_id: str, from_: RunnerState, to: RunnerState) -> None:

@@ -84,7 +84,9 @@ class ContainerSpec:
     hosts: tuple[str, ...] = ()  # allowed Docker hosts; () = any that fits
 
 
-ContainerStatus = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+ContainerStatus = Literal[
+    "created", "running", "paused", "restarting", "removing", "exited", "dead"
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,0 +1,99 @@
+"""Command line: ``runner-orchestrator {run,check-config,plan}`` (also ``python -m orchestrator``).
+
+Exit codes: 0 fine, 1 runtime failure, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.config import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runner-orchestrator",
+        description="Autoscale self-hosted GitLab/GitHub CI runners as Docker containers.",
+    )
+    parser.add_argument("--config", type=Path, help="YAML config file (else CONFIG_FILE)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the daemon")
+    check = sub.add_parser("check-config", help="validate and print the effective config")
+    check.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    plan = sub.add_parser("plan", help="one dry-run reconcile: what would happen now")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        return _check_config(settings, as_json=args.json)
+    if args.command == "plan":
+        return asyncio.run(_plan(settings, as_json=args.json))
+    from orchestrator.app import run
+
+    return asyncio.run(run(settings))
+
+
+def _check_config(settings: Settings, *, as_json: bool) -> int:
+    data = settings.masked()
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print("# effective configuration (secrets masked)")
+        print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
+    return 0
+
+
+async def _plan(settings: Settings, *, as_json: bool) -> int:
+    from orchestrator.planlib import dry_run
+
+    report = await dry_run(settings)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_plan(report)
+    return 0
+
+
+def _print_plan(report: dict[str, Any]) -> None:
+    for forge in report["forges"]:
+        state = f"PAUSED: {forge['error']}" if forge["error"] else "ok"
+        print(f"forge {forge['name']} ({forge['kind']}): {forge['pending']} pending jobs [{state}]")
+    print(f"\njobs seen: {len(report['jobs'])}")
+    for job in report["jobs"]:
+        tags = ", ".join(job["tags"]) or "(untagged)"
+        target = f"pool {job['pool']}" if job["pool"] else "no pool"
+        detail = f": {job['detail']}" if job["detail"] else ""
+        print(f"  {job['job']} [{tags}] in {job['scope']} -> {target} ({job['reason']}{detail})")
+    print("\nwould create:")
+    for c in report["create"] or []:
+        print(f"  {c['count']} runner(s) in pool {c['pool']} ({c['platform']}, {c['reason']})")
+    if not report["create"]:
+        print("  nothing")
+    print("would retire:")
+    for r in report["retire"] or []:
+        print(f"  runner {r['runner_id']} in pool {r['pool']} ({r['reason']})")
+    if not report["retire"]:
+        print("  nothing")
+    print("\n(dry run: nothing was changed)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""structlog set-up: JSON when stderr is not a TTY, console otherwise; secrets redacted.
+
+Redaction works two ways, because a secret can hide in any value:
+
+* by key: any event key that names a secret (``token``, ``secret``, ``password``,
+  ``jitconfig``, ``credential``, ``authorization``) has its value replaced;
+* by value: strings are scanned for forge token shapes (``glpat-``, ``glrt-``,
+  ``ghp_``, ``github_pat_``, ``ghs_``...) and for every secret value registered with
+  :func:`register_secret` (forge tokens from config, each runner credential as it is
+  minted), which are replaced wherever they appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+MASK = "**redacted**"
+_SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|jitconfig|jit_config|credential|authorization|api_key)",
+    re.IGNORECASE,
+)
+_TOKEN_SHAPES = re.compile(
+    r"(glpat-|glrt-|glptt-|gldt-|glcbt-|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_)[A-Za-z0-9_\-.]{6,}"
+)
+_known: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so it is masked wherever it appears in a log line."""
+    if value and len(value) >= 6:
+        with _known_lock:
+            _known.add(value)
+
+
+def forget_secret(value: str | None) -> None:
+    """Stop tracking a secret that no longer exists (a retired runner's credential)."""
+    if value:
+        with _known_lock:
+            _known.discard(value)
+
+
+def redact_text(text: str) -> str:
+    """Mask registered secrets and token-shaped strings in ``text``."""
+    with _known_lock:
+        known = sorted(_known, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _TOKEN_SHAPES.sub(MASK, text)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if _SECRET_KEY.search(str(k)) else _redact_value(v)) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask secrets by key and by value."""
+    for key in list(event_dict):
+        if _SECRET_KEY.search(key):
+            event_dict[key] = MASK
+        else:
+            event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Configure structlog once for the process."""
+    out = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if use_json:
+        processors.append(structlog.processors.dict_tracebacks)
+    else:
+        processors.append(structlog.processors.format_exc_info)
+    processors += [redact, renderer]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,165 @@
+"""The in-memory picture the HTTP layer and the metrics serve.
+
+Built at the end of every reconcile (and after runner changes); read handlers only ever
+read it, so ``/status``, ``/runners`` and ``/metrics`` never call a forge or Docker.
+Nothing secret is ever put in here: runner credentials live only in the runtime call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from orchestrator.models import Runner, WaitingJob
+from orchestrator.runtime import HostStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStatus:
+    name: str
+    forge: str
+    platform: str
+    labels: tuple[str, ...]
+    max_runners: int
+    min_idle: int
+    pending_jobs: int
+    runners: dict[str, int]
+    active: int
+    unavailable: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ForgeStatus:
+    name: str
+    kind: str
+    paused: bool
+    error: str
+    last_ok_at: datetime | None
+    pending_jobs: int
+    poll_interval_s: float
+    rate_limit_remaining: int | None = None
+    note: str = ""
+    retry_at: datetime | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    instance_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: str = "never"  # never | ok | degraded | error
+    error: str = ""
+    duration_s: float = 0.0
+    reconciles: int = 0
+    pools: tuple[PoolStatus, ...] = ()
+    forges: tuple[ForgeStatus, ...] = ()
+    hosts: tuple[HostStatus, ...] = ()
+    waiting: tuple[WaitingJob, ...] = ()
+    runners: tuple[Runner, ...] = ()
+    unmatched_jobs: int = 0
+    last_ok_at: datetime | None = None
+    plan: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def waiting_by_reason(self) -> dict[str, int]:
+        return dict(Counter(w.reason.value for w in self.waiting))
+
+    def oldest_waiting_by_reason(self) -> dict[str, float]:
+        if self.finished_at is None:
+            return {}
+        oldest: dict[str, float] = {}
+        for w in self.waiting:
+            age = max(0.0, (self.finished_at - w.job.created_at).total_seconds())
+            oldest[w.reason.value] = max(oldest.get(w.reason.value, 0.0), age)
+        return oldest
+
+    # --- JSON views -----------------------------------------------------------------------
+
+    def status_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance_id,
+            "reconcile": {
+                "result": self.result,
+                "error": self.error,
+                "started_at": _iso(self.started_at),
+                "finished_at": _iso(self.finished_at),
+                "last_ok_at": _iso(self.last_ok_at),
+                "duration_s": round(self.duration_s, 4),
+                "count": self.reconciles,
+                "last_plan": self.plan,
+            },
+            "forges": [
+                {
+                    "name": f.name,
+                    "kind": f.kind,
+                    "paused": f.paused,
+                    "error": f.error,
+                    "last_ok_at": _iso(f.last_ok_at),
+                    "retry_at": _iso(f.retry_at),
+                    "pending_jobs": f.pending_jobs,
+                    "poll_interval_s": f.poll_interval_s,
+                    "rate_limit_remaining": f.rate_limit_remaining,
+                    "note": f.note,
+                }
+                for f in self.forges
+            ],
+            "pools": [
+                {
+                    "name": p.name,
+                    "forge": p.forge,
+                    "platform": p.platform,
+                    "labels": list(p.labels),
+                    "max_runners": p.max_runners,
+                    "min_idle": p.min_idle,
+                    "pending_jobs": p.pending_jobs,
+                    "runners": p.runners,
+                    "active": p.active,
+                    "unavailable": p.unavailable,
+                }
+                for p in self.pools
+            ],
+            "hosts": [dataclasses.asdict(h) for h in self.hosts],
+            "waiting_jobs": [
+                {
+                    "job": w.job.key,
+                    "forge": w.job.forge,
+                    "id": w.job.id,
+                    "scope": w.job.scope,
+                    "tags": sorted(w.job.tags),
+                    "created_at": _iso(w.job.created_at),
+                    "pool": w.pool,
+                    "reason": w.reason.value,
+                    "detail": w.detail,
+                }
+                for w in self.waiting
+            ],
+            "waiting_by_reason": self.waiting_by_reason(),
+        }
+
+    def runners_json(self) -> list[dict[str, Any]]:
+        return [runner_json(r) for r in self.runners]
+
+
+def runner_json(r: Runner) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "pool": r.pool,
+        "forge": r.forge,
+        "state": r.state.value,
+        "since": _iso(r.since),
+        "created_at": _iso(r.created_at),
+        "platform": r.platform,
+        "host": r.host,
+        "container_id": r.container_id,
+        "forge_runner_id": r.forge_runner_id,
+        "current_job": r.current_job,
+        "last_job_ended_at": _iso(r.last_job_ended_at),
+        "exit_code": r.exit_code,
+        "error": r.error,
+    }

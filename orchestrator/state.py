@@ -1,0 +1,290 @@
+"""The state journal: every runner and every state change, in SQLite, written first.
+
+The rule that makes restarts safe: a row (or a transition) is committed BEFORE the
+external action it describes. A runner row exists before its forge registration; the
+``registering`` transition is committed before the forge is asked; the forge runner id
+is stored as soon as the forge answers, before the container is created; the container
+id is stored before the container is started. So after a crash at any point the next
+start finds a row that says how far it got, and can finish or roll back.
+
+Transitions are checked against :data:`orchestrator.models.TRANSITIONS`; an invalid one
+raises :class:`~orchestrator.models.InvalidTransition` and changes nothing.
+
+SQLite calls are short and local; they run inline on the event loop on purpose: a
+journal write must finish before the action it guards, and the WAL keeps them sub-ms.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.models import ACTIVE_STATES, Runner, RunnerState, check_transition
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runners (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    forge TEXT NOT NULL,
+    state TEXT NOT NULL,
+    since TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    platform TEXT NOT NULL DEFAULT '',
+    host TEXT NOT NULL DEFAULT '',
+    container_id TEXT NOT NULL DEFAULT '',
+    forge_runner_id TEXT NOT NULL DEFAULT '',
+    current_job TEXT NOT NULL DEFAULT '',
+    last_job_ended_at TEXT,
+    exit_code INTEGER,
+    error TEXT NOT NULL DEFAULT '',
+    logs_tail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS runners_state ON runners(state);
+CREATE TABLE IF NOT EXISTS transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    runner_id TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS transitions_runner ON transitions(runner_id);
+"""
+
+#: Fields :meth:`Journal.update` may change without a state transition.
+_MUTABLE = frozenset(
+    {
+        "platform",
+        "host",
+        "container_id",
+        "forge_runner_id",
+        "current_job",
+        "last_job_ended_at",
+        "exit_code",
+        "error",
+        "logs_tail",
+        "name",
+    }
+)
+
+
+class UnknownRunner(KeyError):
+    """No journal row with that id."""
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _row_to_runner(row: sqlite3.Row) -> Runner:
+    since = _dt(row["since"])
+    created = _dt(row["created_at"])
+    assert since is not None
+    assert created is not None
+    return Runner(
+        id=row["id"],
+        name=row["name"],
+        pool=row["pool"],
+        forge=row["forge"],
+        state=RunnerState(row["state"]),
+        since=since,
+        created_at=created,
+        platform=row["platform"],
+        host=row["host"],
+        container_id=row["container_id"],
+        forge_runner_id=row["forge_runner_id"],
+        current_job=row["current_job"],
+        last_job_ended_at=_dt(row["last_job_ended_at"]),
+        exit_code=row["exit_code"],
+        error=row["error"],
+        logs_tail=row["logs_tail"],
+    )
+
+
+class Journal:
+    """The SQLite journal. One per daemon; not shared between processes."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- meta ----------------------------------------------------------------------------
+
+    def instance_id(self, configured: str = "") -> str:
+        """The daemon instance id: configured, else the stored one, else a new random one.
+
+        Kept in the journal so a restart adopts the same containers and forge runners.
+        """
+        row = self._db.execute("SELECT value FROM meta WHERE key='instance_id'").fetchone()
+        if configured:
+            if row is None or row["value"] != configured:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('instance_id', ?)",
+                    (configured,),
+                )
+            return configured
+        if row is not None:
+            return str(row["value"])
+        new = secrets.token_hex(4)
+        self._db.execute("INSERT INTO meta(key, value) VALUES('instance_id', ?)", (new,))
+        return new
+
+    # --- runners ---------------------------------------------------------------------------
+
+    def create(
+        self, *, runner_id: str, name: str, pool: str, forge: str, platform: str, now: datetime
+    ) -> Runner:
+        """Journal a new runner in ``requested``, before anything exists outside."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runners(id, name, pool, forge, state, since, created_at, platform)"
+                " VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    runner_id,
+                    name,
+                    pool,
+                    forge,
+                    RunnerState.REQUESTED.value,
+                    _ts(now),
+                    _ts(now),
+                    platform,
+                ),
+            )
+            db.execute(
+                "INSERT INTO transitions(runner_id, from_state, to_state, at, reason)"
+                " VALUES(?, NULL, ?, ?, 'created')",
+                (runner_id, RunnerState.REQUESTED.value, _ts(now)),
+            )
+        return self.get(runner_id)
+
+    def get(self, runner_id: str) -> Runner:
+        row = self._db.execute("SELECT * FROM runners WHERE id=?", (runner_id,)).fetchone()
+        if row is None:
+            raise UnknownRunner(runner_id)
+        return _row_to_runner(row)
+
+    def transition(
+        self,
+        runner_id: str,
+        to: RunnerState,
+        *,
+        now: datetime,
+        reason: str = "",
+        **fields: Any,
+    ) -> Runner:
+        """Move a runner to ``to`` (validated), optionally updating fields, atomically.
+
+        A transition to the state it is already in only updates the fields.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM runners WHERE id=?", (runner_id,)).fetchone()
+            if row is None:
+                raise UnknownRunner(runner_id)
+            current = RunnerState(row["state"])
+            if current is not to:
+                check_transition(runner_id, current, to)
+                db.execute(
+                    "UPDATE runners SET state=?, since=? WHERE id=?",
+                    (to.value, _ts(now), runner_id),
+                )
+                db.execute(
+                    "INSERT INTO transitions(runner_id, from_state, to_state, at, reason)"
+                    " VALUES(?, ?, ?, ?, ?)",
+                    (runner_id, current.value, to.value, _ts(now), reason),
+                )
+            self._update(db, runner_id, fields)
+        return self.get(runner_id)
+
+    def update(self, runner_id: str, **fields: Any) -> Runner:
+        """Change non-state fields (container id, forge runner id, current job, ...)."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM runners WHERE id=?", (runner_id,)).fetchone() is None:
+                raise UnknownRunner(runner_id)
+            self._update(db, runner_id, fields)
+        return self.get(runner_id)
+
+    @staticmethod
+    def _update(db: sqlite3.Connection, runner_id: str, fields: dict[str, Any]) -> None:
+        if not fields:
+            return
+        unknown = set(fields) - _MUTABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        values = [_ts(v) if isinstance(v, datetime) else v for v in fields.values()]
+        assignments = ", ".join(f"{k}=?" for k in fields)
+        db.execute(f"UPDATE runners SET {assignments} WHERE id=?", (*values, runner_id))  # noqa: S608
+
+    def active(self) -> list[Runner]:
+        """Every runner not yet removed, oldest first."""
+        marks = ",".join("?" * len(ACTIVE_STATES))
+        rows = self._db.execute(
+            f"SELECT * FROM runners WHERE state IN ({marks}) ORDER BY created_at, id",  # noqa: S608
+            tuple(s.value for s in ACTIVE_STATES),
+        ).fetchall()
+        return [_row_to_runner(r) for r in rows]
+
+    def recent(self, limit: int = 200) -> list[Runner]:
+        """Active runners plus the most recently removed ones (for /runners and logs)."""
+        rows = self._db.execute(
+            "SELECT * FROM runners ORDER BY since DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [_row_to_runner(r) for r in rows]
+
+    def history(self, runner_id: str) -> list[tuple[str | None, str, datetime, str]]:
+        """Every transition of one runner, oldest first."""
+        rows = self._db.execute(
+            "SELECT from_state, to_state, at, reason FROM transitions WHERE runner_id=?"
+            " ORDER BY seq",
+            (runner_id,),
+        ).fetchall()
+        result = []
+        for r in rows:
+            at = _dt(r["at"])
+            assert at is not None
+            result.append((r["from_state"], r["to_state"], at, r["reason"]))
+        return result
+
+    def prune(self, older_than: datetime) -> int:
+        """Forget removed runners last changed before ``older_than``. Returns how many."""
+        with self._tx() as db:
+            ids = [
+                r["id"]
+                for r in db.execute(
+                    "SELECT id FROM runners WHERE state=? AND since<?",
+                    (RunnerState.REMOVED.value, _ts(older_than)),
+                ).fetchall()
+            ]
+            for runner_id in ids:
+                db.execute("DELETE FROM transitions WHERE runner_id=?", (runner_id,))
+                db.execute("DELETE FROM runners WHERE id=?", (runner_id,))
+        return len(ids)

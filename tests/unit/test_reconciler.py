@@ -1,0 +1,252 @@
+"""Reconciler scenarios over the in-memory fakes (no network, no Docker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from orchestrator.config import Settings
+from orchestrator.metrics import Metrics
+from orchestrator.models import RunnerState, WaitReason
+from orchestrator.reconciler import Reconciler
+from orchestrator.state import Journal
+from providers.errors import TransientProviderError
+from tests.conftest import Clock
+from tests.fakes import FakeForge, FakeRuntime, FakeWorld
+
+POOLS = [
+    {"name": "amd64", "labels": ["docker", "amd64"], "max_runners": 3, "cooldown_s": 60},
+    {"name": "arm64", "labels": ["docker", "arm64"], "platform": "linux/arm64",
+     "max_runners": 3, "cooldown_s": 60},
+]
+
+
+class Harness:
+    def __init__(self, settings: Settings, clock: Clock, world: FakeWorld | None = None,
+                 journal: Journal | None = None) -> None:
+        self.world = world or FakeWorld()
+        self.clock = clock
+        self.settings = settings
+        self.forge = FakeForge(self.world, name="gitlab")
+        self.runtime = FakeRuntime(self.world)
+        self.journal = journal or Journal(settings.journal_path)
+        self.metrics = Metrics()
+        self.nudges = 0
+        self.reconciler = Reconciler(
+            settings=settings, journal=self.journal, providers={"gitlab": self.forge},
+            runtime=self.runtime, metrics=self.metrics, instance_id="test", clock=clock,
+            nudge=self._nudge,
+        )
+        self.runtime.on_event = self.reconciler.on_container_event
+
+    def _nudge(self) -> None:
+        self.nudges += 1
+
+    def runners(self, state: RunnerState | None = None) -> list[Any]:
+        return [r for r in self.journal.active() if state is None or r.state is state]
+
+
+@pytest.fixture
+def harness(make_settings: Callable[..., Settings], clock: Clock) -> Harness:
+    return Harness(make_settings(pools=POOLS, max_runners=5), clock)
+
+
+async def test_tagged_job_gets_one_runner_in_its_pool_then_is_retired_after_cooldown(
+    harness: Harness,
+) -> None:
+    world = harness.world
+    job = world.add_job("gitlab", ["docker", "amd64"], created_at=harness.clock.now)
+    summary = await harness.reconciler.run_once()
+    assert summary.created == 1
+    (runner,) = harness.runners(RunnerState.IDLE)
+    assert runner.pool == "amd64" and runner.platform == "linux/amd64"
+    container = world.container_of(runner.forge_runner_id)
+    assert container is not None and container.status == "running"
+    assert container.spec.credential.startswith("glrt-")  # only the short-lived credential
+    assert "glpat" not in repr(container.spec)
+
+    # A second reconcile does not spawn again for the same job.
+    assert (await harness.reconciler.run_once()).created == 0
+
+    world.take_job(runner.forge_runner_id, job)
+    harness.clock.advance(30)
+    await harness.reconciler.run_once()
+    assert harness.journal.get(runner.id).state is RunnerState.BUSY
+
+    world.finish_job(job, now=harness.clock.now)
+    harness.clock.advance(30)
+    await harness.reconciler.run_once()
+    assert harness.journal.get(runner.id).state is RunnerState.IDLE
+
+    harness.clock.advance(61)
+    await harness.reconciler.run_once()
+    assert harness.journal.get(runner.id).state is RunnerState.REMOVED
+    assert world.runners == {}
+    assert world.live_containers() == []
+    # Unregister happened before the container was stopped.
+    order = [e.split()[0] for e in world.events]
+    assert order.index("unregister") < order.index("stop")
+    assert harness.metrics.registry.get_sample_value(
+        "runner_orchestrator_job_pickup_latency_seconds_count", {"pool": "amd64"}) == 1
+
+
+async def test_busy_runner_is_never_retired_even_long_past_cooldown(harness: Harness) -> None:
+    world = harness.world
+    job = world.add_job("gitlab", ["docker", "amd64"])
+    await harness.reconciler.run_once()
+    (runner,) = harness.runners()
+    world.take_job(runner.forge_runner_id, job)
+    for _ in range(5):
+        harness.clock.advance(600)
+        await harness.reconciler.run_once()
+        assert harness.journal.get(runner.id).state is RunnerState.BUSY
+    assert world.container_of(runner.forge_runner_id) is not None
+
+
+async def test_job_taken_between_plan_and_retire_keeps_the_runner(harness: Harness) -> None:
+    """The busy re-check right before unregistering catches a last-moment job."""
+    world = harness.world
+    world.add_job("gitlab", ["docker", "amd64"])
+    await harness.reconciler.run_once()
+    (runner,) = harness.runners()
+    world.jobs.clear()
+    harness.clock.advance(120)
+    late = world.add_job("gitlab", ["docker", "arm64"])  # different pool: not a reason to keep
+    world.jobs[late].status = "running"
+    world.runners[runner.forge_runner_id].busy = True  # took a job since the last look
+    harness.reconciler._activity_at.clear()  # noqa: SLF001 - stale view, as in production
+    harness.reconciler._activity_at[runner.id] = harness.clock.now  # noqa: SLF001
+    await harness.reconciler.run_once()
+    assert harness.journal.get(runner.id).state is RunnerState.BUSY
+    assert runner.forge_runner_id in world.runners
+
+
+async def test_ephemeral_container_exit_cleans_up_forge_and_container(harness: Harness) -> None:
+    world = harness.world
+    job = world.add_job("gitlab", ["docker", "amd64"])
+    await harness.reconciler.run_once()
+    (runner,) = harness.runners()
+    container = world.container_of(runner.forge_runner_id)
+    assert container is not None
+    world.take_job(runner.forge_runner_id, job)
+    world.finish_job(job)
+    harness.runtime.exit(container.id, 0)
+    assert harness.nudges >= 1  # the exit event wakes the loop at once
+    await harness.reconciler.run_once()
+    final = harness.journal.get(runner.id)
+    assert final.state is RunnerState.REMOVED
+    assert final.exit_code == 0 and "job done" in final.logs_tail
+    assert world.runners == {} and world.live_containers() == []
+
+
+async def test_forge_outage_pauses_only_that_forge_and_recovers(harness: Harness) -> None:
+    world = harness.world
+    world.add_job("gitlab", ["docker", "amd64"])
+    harness.forge.fail = TransientProviderError("503 from forge")
+    for _ in range(3):
+        summary = await harness.reconciler.run_once()
+        assert summary.created == 0
+        harness.clock.advance(20)
+    snap = harness.reconciler.snapshot
+    assert snap.result == "degraded"
+    assert snap.forges[0].paused and "503" in snap.forges[0].error
+    harness.forge.fail = None
+    harness.clock.advance(20)
+    assert (await harness.reconciler.run_once()).created == 1
+    assert harness.reconciler.snapshot.result == "ok"
+
+
+async def test_unservable_job_waits_with_a_reason_and_spawns_nothing(harness: Harness) -> None:
+    harness.world.add_job("gitlab", ["windows"])
+    summary = await harness.reconciler.run_once()
+    assert summary.created == 0
+    status = harness.reconciler.snapshot.status_json()
+    (waiting,) = status["waiting_jobs"]
+    assert waiting["reason"] == WaitReason.NO_MATCHING_POOL.value
+    assert "windows" in waiting["detail"]
+
+
+async def test_spawn_failure_is_a_runner_error_and_backs_off(harness: Harness) -> None:
+    harness.world.add_job("gitlab", ["docker", "amd64"])
+    harness.runtime.fail_start = "could not select device driver nvidia"
+    summary = await harness.reconciler.run_once()
+    assert summary.failed == 1
+    # The failed runner is cleaned up; the pool backs off instead of storming.
+    await harness.reconciler.run_once()
+    assert harness.world.runners == {}
+    snap = harness.reconciler.snapshot.status_json()
+    assert snap["waiting_jobs"][0]["reason"] == "pool_unavailable"
+    assert "nvidia" in snap["waiting_jobs"][0]["detail"]
+
+
+async def test_orphan_container_without_a_row_is_removed(harness: Harness) -> None:
+    world = harness.world
+    world.add_job("gitlab", ["docker", "amd64"])
+    await harness.reconciler.run_once()
+    (runner,) = harness.runners()
+    # Forget the row behind the daemon's back: the container is now an orphan.
+    harness.journal._db.execute("DELETE FROM runners")  # noqa: SLF001
+    await harness.reconciler.run_once()
+    assert world.live_containers() == [] or all(
+        c.spec.runner_id != runner.id for c in world.live_containers())
+    assert runner.forge_runner_id not in world.runners
+
+
+async def test_forge_gc_removes_only_this_instances_runners(harness: Harness) -> None:
+    from tests.fakes import FakeForgeRunner
+
+    world = harness.world
+    world.runners["900"] = FakeForgeRunner("900", "ro-test-amd64-leaked", "gitlab", (), "c")
+    world.runners["901"] = FakeForgeRunner("901", "someone-elses-runner", "gitlab", (), "c")
+    world.runners["902"] = FakeForgeRunner("902", "ro-other-amd64-x", "gitlab", (), "c")
+    assert await harness.reconciler.gc_forges() == 1
+    assert set(world.runners) == {"901", "902"}
+
+
+async def test_restart_recovers_half_done_work(make_settings, clock) -> None:
+    """A crash between registering and starting is rolled back on the next start."""
+    settings = make_settings(pools=POOLS)
+    first = Harness(settings, clock)
+    first.world.add_job("gitlab", ["docker", "amd64"])
+    await first.reconciler.run_once()
+    (running,) = first.runners()
+    # Simulate a crash mid-creation: a row journalled as registering, forge runner made.
+    first.journal.create(runner_id="half", name="ro-test-amd64-half", pool="amd64",
+                         forge="gitlab", platform="linux/amd64", now=clock.now)
+    first.journal.transition("half", RunnerState.REGISTERING, now=clock.now)
+    from tests.fakes import FakeForgeRunner
+    first.world.runners["777"] = FakeForgeRunner("777", "ro-test-amd64-half", "gitlab", (), "c")
+    first.journal.close()
+
+    second = Harness(settings, clock, world=first.world, journal=Journal(settings.journal_path))
+    await second.reconciler.recover()
+    assert second.journal.get("half").state is RunnerState.FAILED
+    assert second.journal.get(running.id).state is RunnerState.IDLE  # adopted as is
+    await second.reconciler.run_once()
+    await second.reconciler.gc_forges()
+    assert second.journal.get("half").state is RunnerState.REMOVED
+    assert "777" not in second.world.runners
+    assert second.world.container_of(running.forge_runner_id) is not None
+
+
+async def test_drain_removes_everything(harness: Harness) -> None:
+    harness.world.add_job("gitlab", ["docker", "amd64"])
+    harness.world.add_job("gitlab", ["docker", "arm64"])
+    await harness.reconciler.run_once()
+    assert len(harness.runners()) == 2
+    await harness.reconciler.drain(timeout_s=5)
+    assert harness.runners() == []
+    assert harness.world.runners == {} and harness.world.live_containers() == []
+
+
+async def test_manual_scale_and_delete(harness: Harness) -> None:
+    harness.reconciler.request_scale("amd64", 2)
+    assert (await harness.reconciler.run_once()).created == 2
+    first = harness.runners()[0]
+    removed = await harness.reconciler.retire_now(first.id)
+    assert removed.state is RunnerState.REMOVED
+    harness.reconciler.request_scale("amd64", -5)
+    await harness.reconciler.run_once()
+    assert harness.runners() == []
