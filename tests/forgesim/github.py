@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -233,15 +234,44 @@ class GitHubSim(SimBase):
 
     def repo_json(self, repo: Repo) -> dict[str, Any]:
         base = f"{self.root_url}{API}/repos/{repo.full_name}"
-        url_names = (
-            "archive_url assignees_url blobs_url branches_url collaborators_url comments_url "
-            "commits_url compare_url contents_url contributors_url deployments_url "
-            "downloads_url events_url forks_url git_commits_url git_refs_url git_tags_url "
-            "hooks_url issue_comment_url issue_events_url issues_url keys_url labels_url "
-            "languages_url merges_url milestones_url notifications_url pulls_url "
-            "releases_url stargazers_url statuses_url subscribers_url subscription_url "
-            "tags_url teams_url trees_url"
-        ).split()
+        url_names = [
+            "archive_url",
+            "assignees_url",
+            "blobs_url",
+            "branches_url",
+            "collaborators_url",
+            "comments_url",
+            "commits_url",
+            "compare_url",
+            "contents_url",
+            "contributors_url",
+            "deployments_url",
+            "downloads_url",
+            "events_url",
+            "forks_url",
+            "git_commits_url",
+            "git_refs_url",
+            "git_tags_url",
+            "hooks_url",
+            "issue_comment_url",
+            "issue_events_url",
+            "issues_url",
+            "keys_url",
+            "labels_url",
+            "languages_url",
+            "merges_url",
+            "milestones_url",
+            "notifications_url",
+            "pulls_url",
+            "releases_url",
+            "stargazers_url",
+            "statuses_url",
+            "subscribers_url",
+            "subscription_url",
+            "tags_url",
+            "teams_url",
+            "trees_url",
+        ]
         body: dict[str, Any] = {n: f"{base}/{n.removesuffix('_url')}" for n in url_names}
         body.update(
             id=repo.id,
@@ -934,10 +964,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", required=True)
     args = parser.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, args.token))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
