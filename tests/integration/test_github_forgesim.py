@@ -29,7 +29,7 @@ from providers.errors import (
     WebhookRejected,
 )
 from providers.github import GitHubProvider
-from tests.forgesim.common import RunningSim
+from tests.forgesim.common import SIM_KEY, RunningSim
 from tests.forgesim.github import create_app
 
 TOKEN = "ghp_simtoken"
@@ -64,10 +64,7 @@ class Sim:
         return int((await self.post(f"/_sim/repos/{repo}/jobs", body))["id"])
 
     async def api_requests(self) -> int:
-        sim_app = self.running.app
-        from tests.forgesim.common import SIM_KEY
-
-        return sum(1 for r in sim_app[SIM_KEY].requests if r.path.startswith("/api/v3/"))
+        return sum(1 for r in self.running.app[SIM_KEY].requests if r.path.startswith("/api/v3/"))
 
 
 class Agent:
