@@ -287,6 +287,41 @@ class GitHubSim(SimBase):
         )
         return body
 
+    def webhook_repo_json(self, repo: Repo) -> dict[str, Any]:
+        """The larger repository object of webhook payloads (``repository-webhooks``)."""
+        body = self.repo_json(repo)
+        host = self.root_url.split("://", 1)[-1]
+        body.update(
+            archived=False,
+            disabled=False,
+            clone_url=f"{self.root_url}/{repo.full_name}.git",
+            git_url=f"git://{host}/{repo.full_name}.git",
+            ssh_url=f"git@{host}:{repo.full_name}.git",
+            svn_url=f"{self.root_url}/{repo.full_name}",
+            default_branch="main",
+            created_at=_iso(0),
+            updated_at=_iso(0),
+            pushed_at=_iso(0),
+            homepage=None,
+            language=None,
+            license=None,
+            mirror_url=None,
+            has_downloads=True,
+            has_issues=True,
+            has_pages=False,
+            has_projects=True,
+            has_wiki=True,
+            forks=0,
+            forks_count=0,
+            open_issues=0,
+            open_issues_count=0,
+            size=0,
+            stargazers_count=0,
+            watchers=0,
+            watchers_count=0,
+        )
+        return body
+
     def run_json(self, run: Run) -> dict[str, Any]:
         repo = self.repos[run.repo]
         base = f"{self.root_url}{API}/repos/{run.repo}/actions/runs/{run.id}"
@@ -377,7 +412,7 @@ class GitHubSim(SimBase):
         payload = {
             "action": action,
             "workflow_job": self.job_json(job),
-            "repository": self.repo_json(repo),
+            "repository": self.webhook_repo_json(repo),
             "sender": self.user_json("octocat"),
         }
         body = json.dumps(payload).encode()
