@@ -437,7 +437,9 @@ async def test_errors_translate_without_retries_or_sleeps(
         await provider.pending_jobs()
     if retry_after is not None:
         assert isinstance(caught.value, RateLimited)
-        assert caught.value.retry_after == pytest.approx(retry_after, abs=2)
+        assert caught.value.retry_after == pytest.approx(
+            retry_after, abs=30
+        )  # reset: set at collection
     assert time.monotonic() - started < 2
     polled = len(mocked.calls)
     assert polled <= 2  # queued + in_progress at most: nothing retried
