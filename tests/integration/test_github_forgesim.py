@@ -11,8 +11,11 @@ import base64
 import hashlib
 import hmac
 import json
+import re
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -591,3 +594,41 @@ async def test_webhook_ping_malformed_and_unsigned(provider: GitHubProvider) -> 
     with pytest.raises(WebhookRejected) as caught:
         await provider.handle_webhook({"X-GitHub-Event": "ping"}, ping)
     assert caught.value.status == 401
+
+
+async def test_failed_webhook_delivery_is_ignored(sim: Sim) -> None:
+    await sim.post("/_sim/webhook-target", {"url": "http://127.0.0.1:9/hook", "secret": "s"})
+    job_id = await sim.job("octo/app")
+    await asyncio.sleep(0.2)  # the delivery fails in the background; the sim carries on
+    assert any(j["id"] == job_id for j in (await sim.state())["jobs"])
+
+
+async def test_standalone_entry_point_serves_the_api() -> None:
+    root = Path(__file__).resolve().parents[2]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.forgesim.github",
+        "--port",
+        "0",
+        "--token",
+        "T",
+        cwd=root,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        match = re.search(r"forgesim github listening on (http://127\.0\.0\.1:\d+)", line)
+        assert match, line
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"{match.group(1)}/api/v3/rate_limit", headers={"Authorization": "Bearer T"}
+            ) as resp,
+        ):
+            assert resp.status == 200
+            assert resp.headers["x-ratelimit-limit"] == "5000"
+    finally:
+        proc.terminate()
+        await proc.wait()
