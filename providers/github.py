@@ -273,6 +273,10 @@ class GitHubProvider:
         self._hints: dict[str, tuple[float, PendingJob]] = {}  # from webhooks
         self._finished: dict[str, float] = {}  # job ids webhooks said are no longer queued
         self._org_repos: dict[str, tuple[float, list[str]]] = {}
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._closed = False
+        self._concurrency = max_concurrency
         self._sem = asyncio.Semaphore(max_concurrency)
         self._clients: queue.SimpleQueue[Github] = queue.SimpleQueue()
         for _ in range(max_concurrency):
@@ -342,6 +346,9 @@ class GitHubProvider:
         self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
 
     def _raise_if_blocked(self) -> None:
+        """Refuse work without a request: closed, or still inside a rate-limit wait."""
+        if self._closed:
+            raise PermanentProviderError(f"{self.name}: provider is closed")
         wait = self._blocked_until - time.monotonic()
         if wait > 0:
             raise RateLimited(f"{self.name}: rate limited for another {wait:.0f}s", wait)
@@ -401,7 +408,12 @@ class GitHubProvider:
         return PermanentProviderError(f"{self.name}: {exc}")
 
     def _with_client(self, fn: Callable[[Github], T]) -> T:
-        client = self._clients.get_nowait()  # the semaphore guarantees one is free
+        # Normally the semaphore leaves a client free. A cancelled caller releases the
+        # semaphore while its thread still runs, so wait (bounded) for that thread.
+        try:
+            client = self._clients.get(timeout=2 * self._options.request_timeout_s + 5)
+        except queue.Empty:
+            raise TransientProviderError(f"{self.name}: all clients busy") from None
         try:
             return fn(client)
         except ProviderError:
@@ -858,7 +870,10 @@ class GitHubProvider:
         )
 
     async def aclose(self) -> None:
-        """Close every client's connection pool."""
+        """Close every client's connection pool (after in-flight calls have returned)."""
+        self._closed = True
+        for _ in range(self._concurrency):  # wait until no call is running; never released
+            await self._sem.acquire()
         clients: list[Github] = []
         while True:
             try:

@@ -6,10 +6,12 @@ the mocks are registered with a regex that allows it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -593,3 +595,29 @@ async def test_finished_webhook_removes_job_from_cached_demand(
     calls = len(mocked.calls)
     assert [j.id for j in await provider.pending_jobs()] == ["43"]  # from cache + hints
     assert len(mocked.calls) == calls
+
+
+async def test_a_cancelled_call_does_not_starve_the_client_pool(
+    mocked: responses.RequestsMock,
+) -> None:
+    gate = threading.Event()
+
+    def slow(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        gate.wait(5)
+        return 200, rate_headers(), json.dumps(_runs())
+
+    mocked.add_callback(responses.GET, url("/repos/octo/app/actions/runs"), callback=slow)
+    options = GitHubOptions(
+        name="gh", token="t", instance_id="u1", api_url=API, repos=("octo/app",)
+    )
+    provider = GitHubProvider(options, max_concurrency=1)
+    task = asyncio.create_task(provider.pending_jobs())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.set()  # the orphaned thread finishes and hands its client back
+    assert await provider.pending_jobs() == []
+    await provider.aclose()
+    with pytest.raises(PermanentProviderError):
+        await provider.pending_jobs()
