@@ -156,7 +156,7 @@ class GitHubSim(SimBase):
         self.runners: dict[int, Runner] = {}
         self.reg_tokens: dict[str, RegistrationToken] = {}
         self.webhook: tuple[str, str] | None = None
-        self.root_url = ""  # learned from the first request (the port is random)
+        self.root_url = ""  # from the latest request (the port is random)
         self._ids = itertools.count(1000)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -461,8 +461,8 @@ def _error(status: int, message: str) -> web.Response:
 @web.middleware
 async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     sim = request.app[SIM]
-    if not sim.root_url:
-        sim.root_url = f"{request.scheme}://{request.host}"
+    # URLs in bodies and JIT configs use the address the client used (the port is random).
+    sim.root_url = f"{request.scheme}://{request.host}"
     if not request.path.startswith(API + "/"):
         return await handler(request)
     auth = request.headers.get("Authorization", "")
@@ -954,7 +954,14 @@ def create_app(token: str) -> web.Application:
     async def _cleanup(_app: web.Application) -> None:
         await sim.close()
 
+    async def _rate_headers_everywhere(request: web.Request, response: web.StreamResponse) -> None:
+        # Also on answers the shared fault middleware produced (it runs outside ours).
+        if request.path.startswith(API + "/"):
+            for key, value in sim.rate_headers().items():
+                response.headers.setdefault(key, value)
+
     app.on_cleanup.append(_cleanup)
+    app.on_response_prepare.append(_rate_headers_everywhere)
     r = app.router
     r.add_get(f"{API}/rate_limit", rate_limit)
     r.add_get(f"{API}/orgs/{{org}}", get_org)

@@ -474,6 +474,7 @@ async def test_rate_limit_with_retry_after_is_raised_quickly(
     assert await sim.api_requests() == before
     assert time.monotonic() - started < 3
     assert "rate limited" in provider.health().note
+    assert provider.health().rate_limit_remaining is not None  # faulted answers carry them too
 
 
 async def test_exhausted_budget_raises_rate_limited_until_reset(
