@@ -18,7 +18,8 @@ API (token: ``Authorization: token T`` or ``Bearer T``; anything else is 401):
   ``.../generate-jitconfig`` (409 when the name is taken in that scope).
 
 Lists page with ``per_page`` (max 100) and ``page``, answer ``total_count`` and a
-``Link`` header. Every API response carries ``x-ratelimit-*`` headers. GET answers carry a
+``Link`` header. Every API response (faulted ones included) carries ``x-ratelimit-*``
+headers. GET answers carry a
 weak ``ETag``; a matching ``If-None-Match`` gives 304, which (as on GitHub) does not use
 the rate limit. Everything else except ``/rate_limit`` uses one request of the budget; when
 it is spent the answer is 403 with ``x-ratelimit-remaining: 0``.
