@@ -249,17 +249,20 @@ async def test_runner_lifecycle_with_agent(sim: Sim, make_provider: Any) -> None
     assert await agent.verify() == 200
     assert await Agent(sim, "glrt-wrong").verify() == 403
     job = await agent.take()
-    assert job is not None and job["id"] == job_id
+    assert job is not None
+    assert job["id"] == job_id
     assert await agent.take() is None  # nothing else matches
 
     (busy,) = await provider.runner_activity([reg.forge_runner_id])
-    assert busy.busy and busy.current_job == str(job_id)
+    assert busy.busy
+    assert busy.current_job == str(job_id)
     assert [r.busy for r in await provider.list_own_runners()] == [True]
     assert await provider.pending_jobs() == []
 
     assert await agent.finish(job) == 200
     (done,) = await provider.runner_activity([reg.forge_runner_id])
-    assert not done.busy and done.last_job_ended_at is not None
+    assert not done.busy
+    assert done.last_job_ended_at is not None
 
     await provider.unregister_runner(reg.forge_runner_id)
     assert (await sim.state_json())["runners"] == []
@@ -549,12 +552,14 @@ async def test_webhooks(sim: Sim, make_provider: Any) -> None:
     good = {"X-Gitlab-Token": SECRET, "X-Gitlab-Event": "Job Hook"}
 
     result = await provider.handle_webhook(good, _hook("pending", job))
-    assert result.nudge and result.event == "Job Hook pending"
+    assert result.nudge
+    assert result.event == "Job Hook pending"
     assert [(j.id, j.tags) for j in result.jobs] == [(str(job), ("docker", "arm64"))]
 
     for status in ("running", "success", "failed", "canceled"):
         result = await provider.handle_webhook(good, _hook(status, job))
-        assert result.nudge and result.finished_job_ids == (str(job),)
+        assert result.nudge
+        assert result.finished_job_ids == (str(job),)
     other = await provider.handle_webhook({**good, "X-Gitlab-Event": "Push Hook"}, b"{}")
     assert not other.nudge
 
@@ -583,7 +588,8 @@ async def test_pending_webhook_survives_a_failing_lookup(sim: Sim, make_provider
     provider = make_provider(sim, projects=("1",))
     headers = {"x-gitlab-token": SECRET, "x-gitlab-event": "Job Hook"}
     result = await provider.handle_webhook(headers, _hook("pending", 999, 1))
-    assert result.nudge and result.jobs == ()
+    assert result.nudge
+    assert result.jobs == ()
 
 
 def test_standalone_entry_point() -> None:
