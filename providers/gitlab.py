@@ -473,9 +473,15 @@ class GitLabProvider:
     async def pending_jobs(self) -> Sequence[PendingJob]:
         """Every waiting job: GraphQL for an admin instance scope, else project polls."""
         self._check_blocked()
+        has_scopes = bool(self._options.projects or self._options.groups)
         if self._options.instance:
-            jobs = await self._instance_jobs()
-            if jobs or not (self._options.projects or self._options.groups):
+            try:
+                jobs = await self._instance_jobs()
+            except PermanentProviderError:
+                if not has_scopes:
+                    raise
+                jobs = []  # GraphQL refused the query: poll the configured scopes instead
+            if jobs or not has_scopes:
                 return jobs
         return await self._poll_projects()
 
