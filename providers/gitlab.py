@@ -356,14 +356,19 @@ class GitLabProvider:
     # -- plumbing ---------------------------------------------------------------------
 
     def _seen(self, template: str, status: int, headers: Mapping[str, str] | None) -> None:
-        """Called by the transport for every request (in a worker thread)."""
+        """Called by the transport for every request, in a worker thread.
+
+        So the observer runs in that thread too: it must be thread-safe (prometheus
+        counters are) and cheap.
+        """
         self._local.headers = headers
         self._budget.charge()
         with self._rate_lock:
             self._rate.requests_total += 1
             if headers is not None:
                 self._remember_rate_headers(headers)
-        self._observer(self.name, template, status)
+        with contextlib.suppress(Exception):  # metrics must never break a forge call
+            self._observer(self.name, template, status)
 
     def _remember_rate_headers(self, headers: Mapping[str, str]) -> None:
         with contextlib.suppress(TypeError, ValueError):
