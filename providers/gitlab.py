@@ -668,7 +668,13 @@ class GitLabProvider:
 
     async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
         """Busy while a job runs on it; ``last_job_ended_at`` from its latest finished job."""
-        return await asyncio.gather(*(self._activity(rid) for rid in forge_runner_ids))
+        outcomes = await asyncio.gather(
+            *(self._activity(rid) for rid in forge_runner_ids), return_exceptions=True
+        )
+        for outcome in outcomes:  # all calls have ended: no stray task outlives this call
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return cast("list[RunnerActivity]", outcomes)
 
     async def _activity(self, runner_id: str) -> RunnerActivity:
         path = f"/runners/{quote(runner_id, safe='')}/jobs"
