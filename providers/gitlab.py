@@ -337,6 +337,7 @@ class GitLabProvider:
         self._sem = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
         self._blocked_until = 0.0
         self._note = ""
+        self._stretched: float | None = None
         self._group_projects: list[_Project] = []
         self._groups_fetched_at: float | None = None
         self._results: dict[str, list[PendingJob]] = {}
@@ -525,12 +526,16 @@ class GitLabProvider:
         batch = due[: self._budget.available()]
         outcomes = await asyncio.gather(*(self._poll_one(p) for p in batch), return_exceptions=True)
         self._settle(batch, outcomes)
-        self._note = (
-            f"polled {len(batch)} of {len(projects)} projects (budget)"
-            if len(batch) < len(projects)
-            else self._note
-        )
+        self._note_budget(len(batch), len(projects))
         return [job for key in keys for job in self._results.get(key, ())]
+
+    def _note_budget(self, polled: int, total: int) -> None:
+        """When a poll cannot cover every project, say how stale the demand may get."""
+        if polled >= total:
+            self._stretched = None
+            return
+        self._stretched = total / self._budget.rate  # seconds to poll every project once
+        self._note = f"polled {polled} of {total} projects (budget)"
 
     async def _poll_one(self, project: _Project) -> list[PendingJob]:
         path = f"/projects/{quote(project.key, safe='')}/jobs"
@@ -746,6 +751,7 @@ class GitLabProvider:
         return ProviderHealth(
             rate_limit_remaining=rate.remaining,
             rate_limit_limit=rate.limit,
+            poll_interval_s=self._stretched,
             note=note,
             requests_total=rate.requests_total,
         )

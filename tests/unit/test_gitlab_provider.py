@@ -171,6 +171,7 @@ async def test_budget_limits_a_poll_and_keeps_last_results(rsps: responses.Reque
     p = provider(projects=("1", "2", "3"), requests_per_minute=12, clock=clock)
     assert {j.id for j in await p.pending_jobs()} == {"1", "2"}
     assert "budget" in p.health().note
+    assert p.health().poll_interval_s == pytest.approx(3 / (10 / 60))
     clock.now += 6  # one more token
     assert {j.id for j in await p.pending_jobs()} == {"1", "2", "3"}  # 1 and 2 remembered
     assert len(rsps.calls) == 3
