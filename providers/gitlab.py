@@ -405,7 +405,7 @@ class GitLabProvider:
             try:
                 return await asyncio.to_thread(self._guarded, fn, not_found)
             except RateLimited as exc:
-                wait = exc.retry_after or DEFAULT_RETRY_AFTER_S
+                wait = DEFAULT_RETRY_AFTER_S if exc.retry_after is None else exc.retry_after
                 self._blocked_until = max(self._blocked_until, self._clock() + wait)
                 raise
 
