@@ -614,3 +614,13 @@ def test_standalone_entry_point() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_graphql_pages_are_followed(sim: Sim, make_provider: Any) -> None:
+    ids = {await sim.add_job(1 + i % 3, ["t"]) for i in range(150)}
+    await sim.add_job(1, ["c"], status="created")
+    provider = make_provider(sim, instance=True)
+    assert {j.id for j in await provider.pending_jobs()} == {str(i) for i in ids}
+    assert [r.path for r in sim.state.requests] == ["/api/graphql"] * 2
+    with_created = make_provider(sim, instance=True, include_created=True)
+    assert len(await with_created.pending_jobs()) == 151

@@ -562,3 +562,40 @@ def test_parse_time() -> None:
     )
     assert parse_time(None) is None
     assert parse_time("yesterday") is None
+
+
+async def test_429_without_retry_after_uses_ratelimit_reset(rsps: responses.RequestsMock) -> None:
+    reset = str(int(time.time()) + 40)
+    rsps.get(f"{API}/runners", status=429, json={}, headers={"RateLimit-Reset": reset})
+    with pytest.raises(RateLimited) as info:
+        await provider().list_own_runners()
+    assert 38 <= (info.value.retry_after or 0) <= 40
+
+
+async def test_retry_after_zero_does_not_block(rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/runners", status=429, json={}, headers={"Retry-After": "0"})
+    rsps.get(f"{API}/runners", json=[])
+    p = provider()
+    with pytest.raises(RateLimited):
+        await p.list_own_runners()
+    assert await p.list_own_runners() == []
+
+
+async def test_spent_budget_header_blocks_until_reset(rsps: responses.RequestsMock) -> None:
+    reset = str(int(time.time()) + 30)
+    rsps.get(
+        f"{API}/runners", json=[], headers={"RateLimit-Remaining": "0", "RateLimit-Reset": reset}
+    )
+    p = provider()
+    assert await p.list_own_runners() == []
+    with pytest.raises(RateLimited):  # GitLab said the budget is spent: do not ask again yet
+        await p.list_own_runners()
+    assert len(rsps.calls) == 1
+
+
+async def test_aclose_closes_the_session(rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/runners", json=[])
+    p = provider()
+    await p.list_own_runners()
+    await p.aclose()
+    assert p.health().requests_total == 1
