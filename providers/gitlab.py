@@ -658,8 +658,7 @@ class GitLabProvider:
 
     async def list_own_runners(self) -> Sequence[ForgeRunner]:
         """Runners whose description starts with this instance's prefix."""
-        path = "/runners/all" if self._options.instance else "/runners"
-        runners = await self._run(lambda: self._list(path))
+        runners = await self._all_runners()
         return [
             ForgeRunner(
                 id=str(r["id"]),
@@ -670,6 +669,15 @@ class GitLabProvider:
             for r in runners
             if str(r.get("description") or "").startswith(self._prefix)
         ]
+
+    async def _all_runners(self) -> list[JSON]:
+        """``/runners/all`` for an admin instance scope, else (or when refused) ``/runners``."""
+        if self._options.instance:
+            try:
+                return await self._run(lambda: self._list("/runners/all"))
+            except ProviderAuthError:
+                pass  # not an admin after all: the runners this user manages still count
+        return await self._run(lambda: self._list("/runners"))
 
     async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
         """Busy while a job runs on it; ``last_job_ended_at`` from its latest finished job."""

@@ -529,8 +529,11 @@ async def test_instance_scope_falls_back_for_non_admin(sim_user: Sim, make_provi
     assert [j.id for j in await provider.pending_jobs()] == [str(job)]
     paths = [r.path for r in sim_user.state.requests]
     assert paths == ["/api/graphql", "/api/v4/projects/5/jobs"]
-    with pytest.raises(ProviderAuthError):  # /runners/all is admin-only
-        await provider.list_own_runners()
+    await sim_user.add_projects(6)
+    reg = await make_provider(sim_user, projects=("6",)).register_runner(_request())
+    # /runners/all is admin-only (403): the provider falls back to /runners
+    assert [r.id for r in await provider.list_own_runners()] == [reg.forge_runner_id]
+    await provider.unregister_runner(reg.forge_runner_id)
 
 
 def _hook(status: str, job: int, project: int = 1, **extra: Any) -> bytes:
