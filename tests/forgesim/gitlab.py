@@ -598,6 +598,14 @@ def _tag_list(value: object) -> list[str] | None:
     return None
 
 
+def _as_int(value: object) -> int:
+    """GitLab (Grape) coerces ``"7"`` and ``7`` alike for integer params; -1 = invalid."""
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return -1
+
+
 async def create_user_runner(request: web.Request) -> web.Response:
     """``POST /user/runners`` (the new runner creation workflow)."""
     sim = _auth(request)
@@ -609,12 +617,12 @@ async def create_user_runner(request: web.Request) -> web.Response:
         if not sim.admin:
             return _error(403, "403 Forbidden")
     elif runner_type == "group_type":
-        group = sim.groups.get(body.get("group_id"))  # type: ignore[arg-type]
+        group = sim.groups.get(_as_int(body.get("group_id")))
         if group is None:
             return _error(400, "group_id is missing or not found")
         owner["group_id"] = group.id
     elif runner_type == "project_type":
-        project = sim.projects.get(body.get("project_id"))  # type: ignore[arg-type]
+        project = sim.projects.get(_as_int(body.get("project_id")))
         if project is None:
             return _error(400, "project_id is missing or not found")
         owner["project_id"] = project.id

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -600,7 +600,7 @@ def test_standalone_entry_point() -> None:
         [sys.executable, "-m", "tests.forgesim", "gitlab", "--port", "0", "--token", "T"],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=os.getcwd(),
+        cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert proc.stdout is not None
