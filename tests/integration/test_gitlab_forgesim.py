@@ -488,6 +488,10 @@ async def test_budget_with_twenty_projects(sim: Sim, make_provider: Any) -> None
     provider = make_provider(
         sim, projects=tuple(str(p) for p in range(1, 21)), requests_per_minute=60, clock=clock
     )
+    for _ in range(10):  # a burst of polls at one instant: only the burst allowance is sent
+        await provider.pending_jobs()
+    assert sim.state.request_count == 10
+    clock.advance(60)
     seen_jobs: set[str] = set()
     sent_at: list[float] = []
     for _ in range(120):  # two simulated minutes, one poll a second
