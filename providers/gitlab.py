@@ -338,6 +338,7 @@ class GitLabProvider:
         self._blocked_until = 0.0
         self._note = ""
         self._stretched: float | None = None
+        self._instance_result: list[PendingJob] | None = None
         self._group_projects: list[_Project] = []
         self._groups_fetched_at: float | None = None
         self._results: dict[str, list[PendingJob]] = {}
@@ -367,13 +368,23 @@ class GitLabProvider:
         with self._rate_lock:
             self._rate.requests_total += 1
             if headers is not None:
-                self._remember_rate_headers(headers)
+                self._remember_rate_headers(headers, limited=status == 429)
         with contextlib.suppress(Exception):  # metrics must never break a forge call
             self._observer(self.name, template, status)
 
-    def _remember_rate_headers(self, headers: Mapping[str, str]) -> None:
+    def _remember_rate_headers(self, headers: Mapping[str, str], *, limited: bool) -> None:
+        """Keep the budget GitLab reports; a 429 means 0 left until its window ends.
+
+        Concurrent answers arrive in any order, so while a 429's wait is running an
+        earlier, more optimistic ``RateLimit-Remaining`` does not overwrite the 0.
+        """
+        waiting = self._blocked_until > self._clock()
         with contextlib.suppress(TypeError, ValueError):
-            if "RateLimit-Remaining" in headers:
+            if limited:
+                self._rate.remaining = 0
+                wait = retry_after_from(headers)
+                self._blocked_until = max(self._blocked_until, self._clock() + wait)
+            elif "RateLimit-Remaining" in headers and not waiting:
                 self._rate.remaining = int(headers["RateLimit-Remaining"])
             if "RateLimit-Limit" in headers:
                 self._rate.limit = int(headers["RateLimit-Limit"])
@@ -495,8 +506,14 @@ class GitLabProvider:
         return ["pending", "created"] if self._options.include_created else ["pending"]
 
     async def _instance_jobs(self) -> list[PendingJob]:
-        """GraphQL ``jobs(statuses: PENDING)``: empty for non-admins, as GitLab answers."""
-        return await self._run(self._graphql_jobs)
+        """GraphQL ``jobs(statuses: PENDING)``: empty for non-admins, as GitLab answers.
+
+        Within the budget like project polls: with no token left, the last answer stands.
+        """
+        if self._instance_result is not None and not self._budget.available():
+            return self._instance_result
+        self._instance_result = await self._run(self._graphql_jobs)
+        return self._instance_result
 
     def _graphql_jobs(self) -> list[PendingJob]:
         statuses = [s.upper() for s in self._statuses()]
@@ -527,7 +544,7 @@ class GitLabProvider:
         outcomes = await asyncio.gather(*(self._poll_one(p) for p in batch), return_exceptions=True)
         self._settle(batch, outcomes)
         self._note_budget(len(batch), len(projects))
-        return [job for key in keys for job in self._results.get(key, ())]
+        return [job for p in projects for job in self._results.get(p.key, ())]
 
     def _note_budget(self, polled: int, total: int) -> None:
         """When a poll cannot cover every project, say how stale the demand may get."""
@@ -557,6 +574,7 @@ class GitLabProvider:
                 transient.append(outcome)
             elif isinstance(outcome, PermanentProviderError):
                 self._polled_at[project.key] = now  # do not retry it first next time
+                self._results.pop(project.key, None)  # its old jobs are not demand any more
                 self._note = f"project {project.scope}: {outcome}"
             elif isinstance(outcome, BaseException):
                 raise outcome

@@ -599,3 +599,20 @@ async def test_aclose_closes_the_session(rsps: responses.RequestsMock) -> None:
     await p.list_own_runners()
     await p.aclose()
     assert p.health().requests_total == 1
+
+
+async def test_project_that_disappears_drops_its_jobs(rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{API}/projects/1/jobs", json=[job(1)])
+    rsps.get(f"{API}/projects/1/jobs", status=404, json={"message": "404 Project Not Found"})
+    p = provider()
+    assert [j.id for j in await p.pending_jobs()] == ["1"]
+    assert await p.pending_jobs() == []
+
+
+async def test_graphql_is_budgeted_too(rsps: responses.RequestsMock) -> None:
+    node = {"id": "gid://gitlab/Ci::Build/1", "tags": [], "project": {"fullPath": "g/p"}}
+    rsps.post(f"{URL}/api/graphql", json={"data": {"jobs": {"nodes": [node]}}})
+    p = provider(projects=(), instance=True, requests_per_minute=6, clock=Clock())
+    first = await p.pending_jobs()  # the one-request burst of a 6/min budget
+    assert await p.pending_jobs() == first  # no token left: the last answer, no request
+    assert len(rsps.calls) == 1
