@@ -21,6 +21,7 @@ Nothing here does I/O at import time; :func:`load_settings` is called once by th
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -60,7 +61,7 @@ def _split_commas(value: Any) -> Any:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class GitLabForgeConfig(_Model):
@@ -75,6 +76,14 @@ class GitLabForgeConfig(_Model):
     Defaults to ``GITLAB_TOKEN``."""
     projects: list[str] = []
     """Project ids or full paths whose pending jobs to watch."""
+
+    @field_validator("projects", "groups", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) else v for v in value]
+        return value
+
     groups: list[str] = []
     """Group ids or paths; expanded to all their projects, subgroups included."""
     instance: bool = False
@@ -250,6 +259,7 @@ class Settings(BaseSettings):
         frozen=True,
         yaml_file=None,
         validate_default=True,
+        use_attribute_docstrings=True,
     )
 
     # --- the one-forge case, with the names from earlier tools --------------------------
@@ -348,9 +358,13 @@ class Settings(BaseSettings):
 
     # --- YAML-only structure ----------------------------------------------------------------
     forges: list[ForgeConfig] = []
+    """YAML only: several forges (GitLab and/or GitHub); see GitLabForgeConfig/GitHubForgeConfig."""
     pools: list[PoolConfig] = []
+    """YAML only: runner pools (labels, image, platform, GPU, limits, min idle, max...)."""
     docker_hosts: list[DockerHostConfig] = []
+    """YAML only: several Docker endpoints, each with arch, GPUs and a container cap."""
     ceiling: Ceiling = Ceiling()
+    """YAML only: what pools may ask for at most (privileged, docker socket, host network...)."""
 
     _split = field_validator(
         "gitlab_projects",
@@ -570,10 +584,23 @@ def env_names() -> list[str]:
     return [name.upper() for name in Settings.model_fields if name not in yaml_only]
 
 
+def _loc(parts: tuple[int | str, ...]) -> str:
+    """``("pools", 0, "gpu")`` -> ``pools[0].gpu``; drops union discriminator tags."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"gitlab", "github"} and out.endswith("]"):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or "config"
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "config"
+        loc = _loc(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "value_error" and ":" in message and not item["loc"]:
             lines.append(f"invalid config: {message}")
@@ -591,8 +618,6 @@ def _describe(error: ValidationError) -> str:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings` from env (+ YAML). Raises :class:`ConfigError` when invalid."""
-    import os
-
     path = config_file or (
         Path(os.environ["CONFIG_FILE"]) if os.environ.get("CONFIG_FILE") else None
     )

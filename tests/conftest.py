@@ -53,8 +53,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in LOG_DIR.glob("*.log")]
     hits = scan_for_secrets("\n".join(texts))
     if hits:
-        print(f"\nSECRET SCAN FAILED: {len(hits)} secret(s) in captured logs: "
-              f"{sorted(set(h[:12] + '...' for h in hits))}")
+        print(
+            f"\nSECRET SCAN FAILED: {len(hits)} secret(s) in captured logs: "
+            f"{sorted(set(h[:12] + '...' for h in hits))}"
+        )
         session.exitstatus = 1
     else:
         lines = sum(t.count("\n") for t in texts)

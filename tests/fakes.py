@@ -85,8 +85,7 @@ class FakeWorld:
 
     def add_job(self, forge: str, tags: Sequence[str], created_at: datetime | None = None) -> str:
         job_id = self.next_id()
-        self.jobs[job_id] = FakeJob(job_id, forge, tuple(tags),
-                                    created_at or datetime.now(UTC))
+        self.jobs[job_id] = FakeJob(job_id, forge, tuple(tags), created_at or datetime.now(UTC))
         return job_id
 
     def take_job(self, runner_id: str, job_id: str) -> None:
@@ -117,8 +116,14 @@ class FakeWorld:
 class FakeForge:
     """A :class:`providers.base.Provider` over a :class:`FakeWorld`."""
 
-    def __init__(self, world: FakeWorld, name: str = "gitlab", kind: str = "gitlab",
-                 instance_id: str = "test", webhook_secret: str = "hook-secret") -> None:
+    def __init__(
+        self,
+        world: FakeWorld,
+        name: str = "gitlab",
+        kind: str = "gitlab",
+        instance_id: str = "test",
+        webhook_secret: str = "hook-secret",
+    ) -> None:
         self.world = world
         self.name = name
         self.kind = kind
@@ -176,8 +181,14 @@ class FakeForge:
             if runner is None:
                 out.append(RunnerActivity(rid, busy=False, exists=False))
             else:
-                out.append(RunnerActivity(rid, busy=runner.busy, current_job=runner.job,
-                                          last_job_ended_at=runner.last_job_ended_at))
+                out.append(
+                    RunnerActivity(
+                        rid,
+                        busy=runner.busy,
+                        current_job=runner.job,
+                        last_job_ended_at=runner.last_job_ended_at,
+                    )
+                )
         return out
 
     async def list_own_runners(self) -> Sequence[ForgeRunner]:
@@ -191,8 +202,9 @@ class FakeForge:
 
     async def handle_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         lower = {k.lower(): v for k, v in headers.items()}
-        expected = "sha256=" + hmac.new(self.webhook_secret.encode(), body,
-                                        hashlib.sha256).hexdigest()
+        expected = (
+            "sha256=" + hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        )
         if not hmac.compare_digest(lower.get("x-hub-signature-256", ""), expected):
             raise WebhookRejected(401, "bad signature")
         try:
@@ -202,7 +214,8 @@ class FakeForge:
         except (ValueError, KeyError, TypeError) as exc:
             raise WebhookRejected(400, f"malformed payload: {exc}") from exc
         return WebhookResult(
-            event="job.queued", nudge=True,
+            event="job.queued",
+            nudge=True,
             jobs=(PendingJob(job_id, "group/project", tags, datetime.now(UTC)),),
         )
 
@@ -216,8 +229,9 @@ class FakeForge:
 class FakeRuntime:
     """A :class:`orchestrator.runtime.ContainerRuntime` over a :class:`FakeWorld`."""
 
-    def __init__(self, world: FakeWorld, instance_id: str = "test",
-                 hosts: Sequence[str] = ("local",)) -> None:
+    def __init__(
+        self, world: FakeWorld, instance_id: str = "test", hosts: Sequence[str] = ("local",)
+    ) -> None:
         self.world = world
         self.instance_id = instance_id
         self.host_names = tuple(hosts)
@@ -253,8 +267,9 @@ class FakeRuntime:
         container = self.world.containers[container_id]
         container.status, container.exit_code = "exited", code
         if self.on_event is not None:
-            self.on_event(ContainerEvent(container.host, container_id, "die",
-                                         container.spec.runner_id, code))
+            self.on_event(
+                ContainerEvent(container.host, container_id, "die", container.spec.runner_id, code)
+            )
 
     async def stop(self, host: str, container_id: str, timeout_s: float = 10.0) -> None:
         if host in self.down:
@@ -274,8 +289,11 @@ class FakeRuntime:
 
     async def list(self) -> Listing:
         return Listing(
-            tuple(self._info(c) for c in self.world.live_containers()
-                  if c.host not in self.down and c.spec.instance_id == self.instance_id),
+            tuple(
+                self._info(c)
+                for c in self.world.live_containers()
+                if c.host not in self.down and c.spec.instance_id == self.instance_id
+            ),
             unreachable=frozenset(self.down),
         )
 
@@ -284,8 +302,15 @@ class FakeRuntime:
 
     def hosts(self) -> Sequence[HostStatus]:
         return [
-            HostStatus(h, f"fake://{h}", h not in self.down, "amd64", 0, 100,
-                       sum(1 for c in self.world.live_containers() if c.host == h))
+            HostStatus(
+                h,
+                f"fake://{h}",
+                h not in self.down,
+                "amd64",
+                0,
+                100,
+                sum(1 for c in self.world.live_containers() if c.host == h),
+            )
             for h in self.host_names
         ]
 
@@ -300,7 +325,13 @@ class FakeRuntime:
     @staticmethod
     def _info(c: FakeContainer) -> ContainerInfo:
         return ContainerInfo(
-            id=c.id, name=c.spec.name, host=c.host, status=c.status,
-            runner_id=c.spec.runner_id, pool=c.spec.pool, forge=c.spec.forge,
-            forge_runner_id=c.spec.forge_runner_id, exit_code=c.exit_code,
+            id=c.id,
+            name=c.spec.name,
+            host=c.host,
+            status=c.status,
+            runner_id=c.spec.runner_id,
+            pool=c.spec.pool,
+            forge=c.spec.forge,
+            forge_runner_id=c.spec.forge_runner_id,
+            exit_code=c.exit_code,
         )

@@ -11,14 +11,29 @@ from orchestrator.models import ForgeKind, Job, PoolSpec
 
 
 def gh_pool(name: str, labels: set[str], platform: str = "linux/amd64") -> PoolSpec:
-    return PoolSpec(name=name, forge="gh", forge_kind=ForgeKind.GITHUB, labels=frozenset(labels),
-                    platform=platform, run_untagged=False, max_runners=5, min_idle=0,
-                    max_idle=None, cooldown_s=60, ephemeral=True)
+    return PoolSpec(
+        name=name,
+        forge="gh",
+        forge_kind=ForgeKind.GITHUB,
+        labels=frozenset(labels),
+        platform=platform,
+        run_untagged=False,
+        max_runners=5,
+        min_idle=0,
+        max_idle=None,
+        cooldown_s=60,
+        ephemeral=True,
+    )
 
 
 def gh_job(*labels: str) -> Job:
-    return Job(forge="gh", id="1", scope="o/r", tags=frozenset(labels),
-               created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    return Job(
+        forge="gh",
+        id="1",
+        scope="o/r",
+        tags=frozenset(labels),
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
 X64 = gh_pool("x64", set())
@@ -52,8 +67,14 @@ def test_github_runner_labels_include_self_hosted_os_and_arch() -> None:
 
 @pytest.mark.parametrize(
     ("tags", "want"),
-    [({"amd64"}, "linux/amd64"), ({"x86_64"}, "linux/amd64"), ({"X64"}, "linux/amd64"),
-     ({"aarch64"}, "linux/arm64"), ({"docker"}, None), ({"amd64", "arm64"}, None)],
+    [
+        ({"amd64"}, "linux/amd64"),
+        ({"x86_64"}, "linux/amd64"),
+        ({"X64"}, "linux/amd64"),
+        ({"aarch64"}, "linux/arm64"),
+        ({"docker"}, None),
+        ({"amd64", "arm64"}, None),
+    ],
 )
 def test_platform_from_tags(tags: set[str], want: str | None) -> None:
     assert platform_from_tags(tags) == want

@@ -21,28 +21,66 @@ from orchestrator.planner import compute_plan
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def pool(name: str, labels: set[str], *, forge: str = "gl", kind: ForgeKind = ForgeKind.GITLAB,
-         max_runners: int = 10, min_idle: int = 0, max_idle: int | None = None,
-         cooldown: float = 300, platform: str = "linux/amd64", untagged: bool = False,
-         ephemeral: bool = True) -> PoolSpec:
-    return PoolSpec(name=name, forge=forge, forge_kind=kind, labels=frozenset(labels),
-                    platform=platform, run_untagged=untagged, max_runners=max_runners,
-                    min_idle=min_idle, max_idle=max_idle, cooldown_s=cooldown,
-                    ephemeral=ephemeral, start_timeout_s=600)
+def pool(
+    name: str,
+    labels: set[str],
+    *,
+    forge: str = "gl",
+    kind: ForgeKind = ForgeKind.GITLAB,
+    max_runners: int = 10,
+    min_idle: int = 0,
+    max_idle: int | None = None,
+    cooldown: float = 300,
+    platform: str = "linux/amd64",
+    untagged: bool = False,
+    ephemeral: bool = True,
+) -> PoolSpec:
+    return PoolSpec(
+        name=name,
+        forge=forge,
+        forge_kind=kind,
+        labels=frozenset(labels),
+        platform=platform,
+        run_untagged=untagged,
+        max_runners=max_runners,
+        min_idle=min_idle,
+        max_idle=max_idle,
+        cooldown_s=cooldown,
+        ephemeral=ephemeral,
+        start_timeout_s=600,
+    )
 
 
 def job(jid: str, tags: set[str], *, forge: str = "gl", age: float = 10) -> Job:
-    return Job(forge=forge, id=jid, scope="p", tags=frozenset(tags),
-               created_at=NOW - timedelta(seconds=age))
+    return Job(
+        forge=forge,
+        id=jid,
+        scope="p",
+        tags=frozenset(tags),
+        created_at=NOW - timedelta(seconds=age),
+    )
 
 
-def runner(rid: str, pool_name: str, state: RunnerState, *, since_s: float = 0,
-           platform: str = "linux/amd64", last_job_s: float | None = None) -> Runner:
-    return Runner(id=rid, name=rid, pool=pool_name, forge="gl", state=state,
-                  since=NOW - timedelta(seconds=since_s), created_at=NOW - timedelta(hours=1),
-                  platform=platform,
-                  last_job_ended_at=None if last_job_s is None
-                  else NOW - timedelta(seconds=last_job_s))
+def runner(
+    rid: str,
+    pool_name: str,
+    state: RunnerState,
+    *,
+    since_s: float = 0,
+    platform: str = "linux/amd64",
+    last_job_s: float | None = None,
+) -> Runner:
+    return Runner(
+        id=rid,
+        name=rid,
+        pool=pool_name,
+        forge="gl",
+        state=state,
+        since=NOW - timedelta(seconds=since_s),
+        created_at=NOW - timedelta(hours=1),
+        platform=platform,
+        last_job_ended_at=None if last_job_s is None else NOW - timedelta(seconds=last_job_s),
+    )
 
 
 def creates(plan) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -61,40 +99,136 @@ ANY = pool("any", {"docker"}, untagged=True)
 @pytest.mark.parametrize(
     ("case", "pools", "jobs", "runners", "global_max", "want_create", "want_reasons"),
     [
-        ("one tagged job -> one runner in its pool", [AMD, ARM], [job("1", {"docker", "amd64"})],
-         [], 10, {"amd64": 1}, {"1": WaitReason.RUNNER_STARTING}),
-        ("most specific pool wins", [ANY, AMD, GPU], [job("1", {"docker", "amd64"})],
-         [], 10, {"amd64": 1}, {"1": WaitReason.RUNNER_STARTING}),
-        ("gpu job only to gpu pool", [AMD, GPU], [job("1", {"gpu", "amd64", "docker"})],
-         [], 10, {"gpu": 1}, {}),
-        ("no pool covers the tags", [AMD, ARM], [job("1", {"windows"})],
-         [], 10, {}, {"1": WaitReason.NO_MATCHING_POOL}),
-        ("untagged job only to run_untagged pools", [AMD], [job("1", set())],
-         [], 10, {}, {"1": WaitReason.NO_MATCHING_POOL}),
-        ("untagged job to the untagged pool", [AMD, ANY], [job("1", set())],
-         [], 10, {"any": 1}, {}),
-        ("idle runner covers the job: no spawn", [AMD], [job("1", {"amd64"})],
-         [runner("r1", "amd64", RunnerState.IDLE)], 10, {}, {"1": WaitReason.RUNNER_STARTING}),
-        ("starting runner covers the job: no spawn", [AMD], [job("1", {"amd64"})],
-         [runner("r1", "amd64", RunnerState.STARTING)], 10, {}, {}),
-        ("busy runner does not cover a new job", [AMD], [job("1", {"amd64"})],
-         [runner("r1", "amd64", RunnerState.BUSY)], 10, {"amd64": 1}, {}),
-        ("pool at max", [pool("amd64", {"amd64"}, max_runners=1)], [job("1", {"amd64"})],
-         [runner("r1", "amd64", RunnerState.BUSY)], 10, {}, {"1": WaitReason.POOL_AT_MAX}),
-        ("global max", [AMD, ARM], [job("1", {"amd64"}), job("2", {"arm64"}, age=5)],
-         [], 1, {"amd64": 1}, {"2": WaitReason.GLOBAL_MAX}),
-        ("oldest job served first at the limit", [pool("amd64", {"amd64"}, max_runners=1)],
-         [job("new", {"amd64"}, age=1), job("old", {"amd64"}, age=100)], [], 10,
-         {"amd64": 1}, {"old": WaitReason.RUNNER_STARTING, "new": WaitReason.POOL_AT_MAX}),
-        ("min idle keeps a warm runner", [pool("amd64", {"amd64"}, min_idle=2)], [],
-         [runner("r1", "amd64", RunnerState.IDLE)], 10, {"amd64": 1}, {}),
-        ("other forge's job never matches", [AMD], [job("1", {"amd64"}, forge="gh")],
-         [], 10, {}, {"1": WaitReason.NO_MATCHING_POOL}),
+        (
+            "one tagged job -> one runner in its pool",
+            [AMD, ARM],
+            [job("1", {"docker", "amd64"})],
+            [],
+            10,
+            {"amd64": 1},
+            {"1": WaitReason.RUNNER_STARTING},
+        ),
+        (
+            "most specific pool wins",
+            [ANY, AMD, GPU],
+            [job("1", {"docker", "amd64"})],
+            [],
+            10,
+            {"amd64": 1},
+            {"1": WaitReason.RUNNER_STARTING},
+        ),
+        (
+            "gpu job only to gpu pool",
+            [AMD, GPU],
+            [job("1", {"gpu", "amd64", "docker"})],
+            [],
+            10,
+            {"gpu": 1},
+            {},
+        ),
+        (
+            "no pool covers the tags",
+            [AMD, ARM],
+            [job("1", {"windows"})],
+            [],
+            10,
+            {},
+            {"1": WaitReason.NO_MATCHING_POOL},
+        ),
+        (
+            "untagged job only to run_untagged pools",
+            [AMD],
+            [job("1", set())],
+            [],
+            10,
+            {},
+            {"1": WaitReason.NO_MATCHING_POOL},
+        ),
+        (
+            "untagged job to the untagged pool",
+            [AMD, ANY],
+            [job("1", set())],
+            [],
+            10,
+            {"any": 1},
+            {},
+        ),
+        (
+            "idle runner covers the job: no spawn",
+            [AMD],
+            [job("1", {"amd64"})],
+            [runner("r1", "amd64", RunnerState.IDLE)],
+            10,
+            {},
+            {"1": WaitReason.RUNNER_STARTING},
+        ),
+        (
+            "starting runner covers the job: no spawn",
+            [AMD],
+            [job("1", {"amd64"})],
+            [runner("r1", "amd64", RunnerState.STARTING)],
+            10,
+            {},
+            {},
+        ),
+        (
+            "busy runner does not cover a new job",
+            [AMD],
+            [job("1", {"amd64"})],
+            [runner("r1", "amd64", RunnerState.BUSY)],
+            10,
+            {"amd64": 1},
+            {},
+        ),
+        (
+            "pool at max",
+            [pool("amd64", {"amd64"}, max_runners=1)],
+            [job("1", {"amd64"})],
+            [runner("r1", "amd64", RunnerState.BUSY)],
+            10,
+            {},
+            {"1": WaitReason.POOL_AT_MAX},
+        ),
+        (
+            "global max",
+            [AMD, ARM],
+            [job("1", {"amd64"}), job("2", {"arm64"}, age=5)],
+            [],
+            1,
+            {"amd64": 1},
+            {"2": WaitReason.GLOBAL_MAX},
+        ),
+        (
+            "oldest job served first at the limit",
+            [pool("amd64", {"amd64"}, max_runners=1)],
+            [job("new", {"amd64"}, age=1), job("old", {"amd64"}, age=100)],
+            [],
+            10,
+            {"amd64": 1},
+            {"old": WaitReason.RUNNER_STARTING, "new": WaitReason.POOL_AT_MAX},
+        ),
+        (
+            "min idle keeps a warm runner",
+            [pool("amd64", {"amd64"}, min_idle=2)],
+            [],
+            [runner("r1", "amd64", RunnerState.IDLE)],
+            10,
+            {"amd64": 1},
+            {},
+        ),
+        (
+            "other forge's job never matches",
+            [AMD],
+            [job("1", {"amd64"}, forge="gh")],
+            [],
+            10,
+            {},
+            {"1": WaitReason.NO_MATCHING_POOL},
+        ),
     ],
 )
 def test_plan_table(case, pools, jobs, runners, global_max, want_create, want_reasons) -> None:
-    plan = compute_plan(jobs=jobs, runners=runners, pools=pools, now=NOW,
-                        global_max=global_max)
+    plan = compute_plan(jobs=jobs, runners=runners, pools=pools, now=NOW, global_max=global_max)
     assert creates(plan) == want_create, case
     reasons = {w.job.id: w.reason for w in plan.waiting}
     assert len(plan.waiting) == len(jobs), "every job is accounted for"
@@ -103,16 +237,28 @@ def test_plan_table(case, pools, jobs, runners, global_max, want_create, want_re
 
 
 def test_paused_forge_jobs_wait_with_reason_and_nothing_is_created() -> None:
-    plan = compute_plan(jobs=[job("1", {"amd64"})], runners=[], pools=[AMD], now=NOW,
-                        global_max=10, paused_forges={"gl": "500 from forge"})
+    plan = compute_plan(
+        jobs=[job("1", {"amd64"})],
+        runners=[],
+        pools=[AMD],
+        now=NOW,
+        global_max=10,
+        paused_forges={"gl": "500 from forge"},
+    )
     assert plan.create == ()
     assert plan.waiting[0].reason is WaitReason.FORGE_PAUSED
     assert "500" in plan.waiting[0].detail
 
 
 def test_unavailable_pool_is_reported_not_spawned() -> None:
-    plan = compute_plan(jobs=[job("1", {"amd64"})], runners=[], pools=[AMD], now=NOW,
-                        global_max=10, unavailable_pools={"amd64": "docker host down"})
+    plan = compute_plan(
+        jobs=[job("1", {"amd64"})],
+        runners=[],
+        pools=[AMD],
+        now=NOW,
+        global_max=10,
+        unavailable_pools={"amd64": "docker host down"},
+    )
     assert plan.create == ()
     assert plan.waiting[0].reason is WaitReason.POOL_UNAVAILABLE
 
@@ -120,28 +266,69 @@ def test_unavailable_pool_is_reported_not_spawned() -> None:
 @pytest.mark.parametrize(
     ("case", "runners", "pools", "jobs", "want_retired"),
     [
-        ("idle past cooldown is retired", [runner("r1", "amd64", RunnerState.IDLE, since_s=400)],
-         [AMD], [], {"r1": "cooldown"}),
-        ("idle within cooldown stays", [runner("r1", "amd64", RunnerState.IDLE, since_s=100)],
-         [AMD], [], {}),
-        ("cooldown counts from the end of the last job",
-         [runner("r1", "amd64", RunnerState.IDLE, since_s=1000, last_job_s=10)], [AMD], [], {}),
-        ("busy is never retired", [runner("r1", "amd64", RunnerState.BUSY, since_s=99999)],
-         [AMD], [], {}),
-        ("min idle is kept past cooldown",
-         [runner("r1", "amd64", RunnerState.IDLE, since_s=999)],
-         [pool("amd64", {"amd64"}, min_idle=1)], [], {}),
-        ("idle runner kept for a pending job",
-         [runner("r1", "amd64", RunnerState.IDLE, since_s=999)], [AMD],
-         [job("1", {"amd64"})], {}),
-        ("beyond max idle retired at once",
-         [runner(f"r{i}", "amd64", RunnerState.IDLE, since_s=i) for i in range(3)],
-         [pool("amd64", {"amd64"}, max_idle=1)], [], {"r1": "max_idle", "r2": "max_idle"}),
-        ("failed runners are cleaned up", [runner("r1", "amd64", RunnerState.FAILED)],
-         [AMD], [], {"r1": "failed"}),
-        ("stuck starting past the start timeout",
-         [runner("r1", "amd64", RunnerState.STARTING, since_s=601)], [AMD], [],
-         {"r1": "start_timeout"}),
+        (
+            "idle past cooldown is retired",
+            [runner("r1", "amd64", RunnerState.IDLE, since_s=400)],
+            [AMD],
+            [],
+            {"r1": "cooldown"},
+        ),
+        (
+            "idle within cooldown stays",
+            [runner("r1", "amd64", RunnerState.IDLE, since_s=100)],
+            [AMD],
+            [],
+            {},
+        ),
+        (
+            "cooldown counts from the end of the last job",
+            [runner("r1", "amd64", RunnerState.IDLE, since_s=1000, last_job_s=10)],
+            [AMD],
+            [],
+            {},
+        ),
+        (
+            "busy is never retired",
+            [runner("r1", "amd64", RunnerState.BUSY, since_s=99999)],
+            [AMD],
+            [],
+            {},
+        ),
+        (
+            "min idle is kept past cooldown",
+            [runner("r1", "amd64", RunnerState.IDLE, since_s=999)],
+            [pool("amd64", {"amd64"}, min_idle=1)],
+            [],
+            {},
+        ),
+        (
+            "idle runner kept for a pending job",
+            [runner("r1", "amd64", RunnerState.IDLE, since_s=999)],
+            [AMD],
+            [job("1", {"amd64"})],
+            {},
+        ),
+        (
+            "beyond max idle retired at once",
+            [runner(f"r{i}", "amd64", RunnerState.IDLE, since_s=i) for i in range(3)],
+            [pool("amd64", {"amd64"}, max_idle=1)],
+            [],
+            {"r1": "max_idle", "r2": "max_idle"},
+        ),
+        (
+            "failed runners are cleaned up",
+            [runner("r1", "amd64", RunnerState.FAILED)],
+            [AMD],
+            [],
+            {"r1": "failed"},
+        ),
+        (
+            "stuck starting past the start timeout",
+            [runner("r1", "amd64", RunnerState.STARTING, since_s=601)],
+            [AMD],
+            [],
+            {"r1": "start_timeout"},
+        ),
     ],
 )
 def test_retirement_table(case, runners, pools, jobs, want_retired) -> None:
@@ -151,18 +338,32 @@ def test_retirement_table(case, runners, pools, jobs, want_retired) -> None:
 
 def test_manual_scale_up_and_down() -> None:
     idle = [runner(f"r{i}", "amd64", RunnerState.IDLE, since_s=10) for i in range(3)]
-    plan = compute_plan(jobs=[], runners=idle, pools=[AMD], now=NOW, global_max=10,
-                        scale_up={"amd64": 2}, scale_down={"amd64": 2})
+    plan = compute_plan(
+        jobs=[],
+        runners=idle,
+        pools=[AMD],
+        now=NOW,
+        global_max=10,
+        scale_up={"amd64": 2},
+        scale_down={"amd64": 2},
+    )
     assert creates(plan) == {"amd64": 2}
     assert [r.reason for r in plan.retire] == ["manual", "manual"]
 
 
 def test_auto_platform_pool_picks_arch_per_job() -> None:
     auto = pool("multi", {"docker"}, platform="auto")
-    plan = compute_plan(jobs=[job("1", {"docker", "arm64"}), job("2", {"docker", "x86_64"})],
-                        runners=[], pools=[auto], now=NOW, global_max=10)
+    plan = compute_plan(
+        jobs=[job("1", {"docker", "arm64"}), job("2", {"docker", "x86_64"})],
+        runners=[],
+        pools=[auto],
+        now=NOW,
+        global_max=10,
+    )
     assert sorted((c.platform, c.count) for c in plan.create) == [
-        ("linux/amd64", 1), ("linux/arm64", 1)]
+        ("linux/amd64", 1),
+        ("linux/arm64", 1),
+    ]
 
 
 # --- hypothesis invariants ------------------------------------------------------------------
@@ -174,12 +375,21 @@ TAGS = ["docker", "amd64", "arm64", "gpu", "x"]
 @st.composite
 def worlds(draw):  # type: ignore[no-untyped-def]
     pools = [
-        pool("a", {"docker", "amd64"}, max_runners=draw(st.integers(0, 5)),
-             min_idle=draw(st.integers(0, 3)), max_idle=draw(st.none() | st.integers(0, 3))),
-        pool("b", {"docker", "arm64"}, platform="linux/arm64",
-             max_runners=draw(st.integers(0, 5)), min_idle=draw(st.integers(0, 3))),
-        pool("c", {"docker"}, untagged=True, platform="auto",
-             max_runners=draw(st.integers(0, 5))),
+        pool(
+            "a",
+            {"docker", "amd64"},
+            max_runners=draw(st.integers(0, 5)),
+            min_idle=draw(st.integers(0, 3)),
+            max_idle=draw(st.none() | st.integers(0, 3)),
+        ),
+        pool(
+            "b",
+            {"docker", "arm64"},
+            platform="linux/arm64",
+            max_runners=draw(st.integers(0, 5)),
+            min_idle=draw(st.integers(0, 3)),
+        ),
+        pool("c", {"docker"}, untagged=True, platform="auto", max_runners=draw(st.integers(0, 5))),
     ]
     runners = []
     per_pool = {"a": 0, "b": 0, "c": 0}
@@ -188,23 +398,44 @@ def worlds(draw):  # type: ignore[no-untyped-def]
         if per_pool[p.name] >= p.max_runners:
             continue
         per_pool[p.name] += 1
-        runners.append(runner(f"r{i}", p.name, draw(st.sampled_from(STATES)),
-                              since_s=draw(st.floats(0, 2000)),
-                              platform="linux/arm64" if p.name == "b" else "linux/amd64"))
-    jobs = [job(str(i), set(draw(st.lists(st.sampled_from(TAGS), max_size=3))),
-                age=draw(st.floats(0, 1000)))
-            for i in range(draw(st.integers(0, 15)))]
+        runners.append(
+            runner(
+                f"r{i}",
+                p.name,
+                draw(st.sampled_from(STATES)),
+                since_s=draw(st.floats(0, 2000)),
+                platform="linux/arm64" if p.name == "b" else "linux/amd64",
+            )
+        )
+    jobs = [
+        job(
+            str(i),
+            set(draw(st.lists(st.sampled_from(TAGS), max_size=3))),
+            age=draw(st.floats(0, 1000)),
+        )
+        for i in range(draw(st.integers(0, 15)))
+    ]
     global_max = draw(st.integers(len(runners), len(runners) + 10))
     return pools, runners, jobs, global_max
 
 
 @settings(max_examples=300, deadline=None)
-@given(worlds(), st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 5)),
-       st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 5)))
+@given(
+    worlds(),
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 5)),
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 5)),
+)
 def test_invariants(world, up, down) -> None:  # type: ignore[no-untyped-def]
     pools, runners, jobs, global_max = world
-    plan = compute_plan(jobs=jobs, runners=runners, pools=pools, now=NOW,
-                        global_max=global_max, scale_up=up, scale_down=down)
+    plan = compute_plan(
+        jobs=jobs,
+        runners=runners,
+        pools=pools,
+        now=NOW,
+        global_max=global_max,
+        scale_up=up,
+        scale_down=down,
+    )
     created = creates(plan)
     # Max never exceeded, per pool and globally.
     for p in pools:

@@ -18,14 +18,24 @@ from tests.fakes import FakeForge, FakeRuntime, FakeWorld
 
 POOLS = [
     {"name": "amd64", "labels": ["docker", "amd64"], "max_runners": 3, "cooldown_s": 60},
-    {"name": "arm64", "labels": ["docker", "arm64"], "platform": "linux/arm64",
-     "max_runners": 3, "cooldown_s": 60},
+    {
+        "name": "arm64",
+        "labels": ["docker", "arm64"],
+        "platform": "linux/arm64",
+        "max_runners": 3,
+        "cooldown_s": 60,
+    },
 ]
 
 
 class Harness:
-    def __init__(self, settings: Settings, clock: Clock, world: FakeWorld | None = None,
-                 journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        world: FakeWorld | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         self.world = world or FakeWorld()
         self.clock = clock
         self.settings = settings
@@ -35,8 +45,13 @@ class Harness:
         self.metrics = Metrics()
         self.nudges = 0
         self.reconciler = Reconciler(
-            settings=settings, journal=self.journal, providers={"gitlab": self.forge},
-            runtime=self.runtime, metrics=self.metrics, instance_id="test", clock=clock,
+            settings=settings,
+            journal=self.journal,
+            providers={"gitlab": self.forge},
+            runtime=self.runtime,
+            metrics=self.metrics,
+            instance_id="test",
+            clock=clock,
             nudge=self._nudge,
         )
         self.runtime.on_event = self.reconciler.on_container_event
@@ -88,8 +103,12 @@ async def test_tagged_job_gets_one_runner_in_its_pool_then_is_retired_after_cool
     # Unregister happened before the container was stopped.
     order = [e.split()[0] for e in world.events]
     assert order.index("unregister") < order.index("stop")
-    assert harness.metrics.registry.get_sample_value(
-        "runner_orchestrator_job_pickup_latency_seconds_count", {"pool": "amd64"}) == 1
+    assert (
+        harness.metrics.registry.get_sample_value(
+            "runner_orchestrator_job_pickup_latency_seconds_count", {"pool": "amd64"}
+        )
+        == 1
+    )
 
 
 async def test_busy_runner_is_never_retired_even_long_past_cooldown(harness: Harness) -> None:
@@ -190,7 +209,8 @@ async def test_orphan_container_without_a_row_is_removed(harness: Harness) -> No
     harness.journal._db.execute("DELETE FROM runners")  # noqa: SLF001
     await harness.reconciler.run_once()
     assert world.live_containers() == [] or all(
-        c.spec.runner_id != runner.id for c in world.live_containers())
+        c.spec.runner_id != runner.id for c in world.live_containers()
+    )
     assert runner.forge_runner_id not in world.runners
 
 
@@ -213,10 +233,17 @@ async def test_restart_recovers_half_done_work(make_settings, clock) -> None:
     await first.reconciler.run_once()
     (running,) = first.runners()
     # Simulate a crash mid-creation: a row journalled as registering, forge runner made.
-    first.journal.create(runner_id="half", name="ro-test-amd64-half", pool="amd64",
-                         forge="gitlab", platform="linux/amd64", now=clock.now)
+    first.journal.create(
+        runner_id="half",
+        name="ro-test-amd64-half",
+        pool="amd64",
+        forge="gitlab",
+        platform="linux/amd64",
+        now=clock.now,
+    )
     first.journal.transition("half", RunnerState.REGISTERING, now=clock.now)
     from tests.fakes import FakeForgeRunner
+
     first.world.runners["777"] = FakeForgeRunner("777", "ro-test-amd64-half", "gitlab", (), "c")
     first.journal.close()
 

@@ -16,8 +16,9 @@ T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 def test_lifecycle_is_journalled_and_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     journal = Journal(path)
-    journal.create(runner_id="r1", name="ro-x-a-1", pool="a", forge="gl",
-                   platform="linux/amd64", now=T0)
+    journal.create(
+        runner_id="r1", name="ro-x-a-1", pool="a", forge="gl", platform="linux/amd64", now=T0
+    )
     journal.transition("r1", RunnerState.REGISTERING, now=T0)
     journal.transition("r1", RunnerState.STARTING, now=T0, forge_runner_id="42")
     journal.update("r1", container_id="abc", host="local")
@@ -35,8 +36,16 @@ def test_lifecycle_is_journalled_and_survives_reopen(tmp_path: Path) -> None:
     ("path", "bad"),
     [
         ([], RunnerState.IDLE),  # requested -> idle skips registration
-        ([RunnerState.REGISTERING, RunnerState.STARTING, RunnerState.IDLE, RunnerState.DRAINING,
-          RunnerState.REMOVED], RunnerState.IDLE),  # removed is terminal
+        (
+            [
+                RunnerState.REGISTERING,
+                RunnerState.STARTING,
+                RunnerState.IDLE,
+                RunnerState.DRAINING,
+                RunnerState.REMOVED,
+            ],
+            RunnerState.IDLE,
+        ),  # removed is terminal
         ([RunnerState.REGISTERING], RunnerState.BUSY),
     ],
 )

@@ -1,0 +1,1 @@
+"""Forge simulators for tests: ``gitlab`` (and ``github``, when present). See common.py."""

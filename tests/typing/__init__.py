@@ -1,0 +1,1 @@
+"""Modules that only mypy checks: they assert the adapters satisfy the protocols."""
