@@ -7,32 +7,31 @@
 # (python:3.11-slim, or the debootstrap base from scripts/build-base-image.sh). Both
 # stages use the same base, so the venv's interpreter path is valid in the final image.
 #
-# Dependencies come from PyPI by default. For a machine whose `docker build` cannot reach
-# PyPI, put wheels in ./wheelhouse/ (scripts/build-wheelhouse.sh) and build with
+# Dependencies come from PyPI by default. Where `docker build` cannot reach PyPI, fill
+# ./wheelhouse/ on the host (scripts/build-wheelhouse.sh) and add
 # --build-arg PIP_NO_INDEX=1: pip then installs from those wheels only.
+#
+# Few instructions on purpose: with the classic builder every instruction is a layer
+# commit, which costs seconds on slow storage drivers.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
+# Marks this stage's intermediate images, so a clean-up can find them (they stay
+# untagged as the build cache once the final image is tagged).
+LABEL io.runner-orchestrator.build-stage=true
 ARG PIP_NO_INDEX=
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_NO_INDEX=${PIP_NO_INDEX} \
-    PIP_FIND_LINKS=/src/wheelhouse \
-    PYTHONDONTWRITEBYTECODE=1
-RUN python3 -m venv /opt/venv
-WORKDIR /src
-# 1. Dependencies only, from pyproject.toml: this layer is rebuilt only when the
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INDEX=${PIP_NO_INDEX} \
+    PIP_FIND_LINKS=/src/wheelhouse PYTHONDONTWRITEBYTECODE=1
+# 1. Dependencies only, read from pyproject.toml: this layer is rebuilt when the
 #    dependency list (or the wheelhouse) changes, not on every source edit.
-COPY pyproject.toml ./
-COPY wheelhouse/ ./wheelhouse/
-RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt \
- && /opt/venv/bin/pip install -r requirements.txt
-# 2. The project itself, without dependencies (they are in the layer above).
-COPY orchestrator/ ./orchestrator/
-COPY providers/ ./providers/
-# README.md is optional here (pyproject's readme); the glob keeps COPY from failing without it.
-COPY pyproject.toml README.md* ./
-RUN /opt/venv/bin/pip install --no-deps . \
+COPY pyproject.toml /src/
+COPY wheelhouse/ /src/wheelhouse/
+RUN python3 -m venv /opt/venv \
+ && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' > /src/requirements.txt \
+ && /opt/venv/bin/pip install -r /src/requirements.txt
+# 2. The project itself (.dockerignore limits the context to what this needs).
+COPY . /src/
+RUN /opt/venv/bin/pip install --no-deps /src \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \
  && rm -rf /opt/venv/lib/python3*/site-packages/pip /opt/venv/bin/pip*
 
@@ -40,29 +39,21 @@ FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="runner-orchestrator" \
       org.opencontainers.image.description="Autoscaler for self-hosted GitLab/GitHub CI runners as Docker containers" \
       org.opencontainers.image.licenses="MIT"
-# A fixed, unprivileged uid/gid (10001) so volume ownership is predictable. It reaches the
-# Docker socket only through the socket's group, added at run time (compose: group_add).
+# A fixed unprivileged uid/gid (10001) so the state volume's ownership is predictable.
+# Docker access comes only from the socket's group, added at run time (compose:
+# group_add: DOCKER_GID). /data is created here so a new named volume inherits 10001.
 RUN groupadd --system --gid 10001 orchestrator \
  && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin orchestrator \
- && mkdir -p /data \
- && chown 10001:10001 /data
+ && install -d -o 10001 -g 10001 -m 0750 /data
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    DATA_DIR=/data \
-    HTTP_HOST=0.0.0.0 \
-    HTTP_PORT=8080 \
-    LOG_FORMAT=json
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    DATA_DIR=/data HTTP_HOST=0.0.0.0 HTTP_PORT=8080
 USER 10001:10001
-WORKDIR /data
-VOLUME ["/data"]
 EXPOSE 8080
-# /health is 200 while the reconcile loop runs (503 when it stalls); urlopen raises on
-# both a refused connection and a non-2xx answer, so the exit code says healthy or not.
+# /health is 200 while the reconcile loop runs and 503 when it stalls; urlopen raises on
+# a refused connection and on a non-2xx answer, so the exit code says healthy or not.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('HTTP_PORT', '8080'), timeout=4)"]
-STOPSIGNAL SIGTERM
 ENTRYPOINT ["runner-orchestrator"]
 CMD ["run"]
