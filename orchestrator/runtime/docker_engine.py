@@ -60,6 +60,7 @@ from orchestrator.runtime import (
     LABEL_INSTANCE,
     LABEL_MANAGED,
     LABEL_POOL,
+    LABEL_PREFIX,
     LABEL_RUNNER_ID,
     ContainerEvent,
     ContainerInfo,
@@ -77,6 +78,10 @@ from orchestrator.runtime import (
 from orchestrator.runtime.placement import choose_host
 
 T = TypeVar("T")
+
+#: Which configured host name created a container. Informational for operators, and lets
+#: ``list()`` attribute a container correctly when one engine is configured under two names.
+LABEL_HOST = f"{LABEL_PREFIX}.host"
 
 #: Engine event actions forwarded to the daemon (everything else is noise for it).
 EVENT_ACTIONS = ("start", "die", "oom", "destroy")
@@ -468,7 +473,7 @@ class DockerRuntime:
             env["RUNNER_CREDENTIAL_FILE"] = CREDENTIAL_FILE
         return env
 
-    def _create_kwargs(self, spec: ContainerSpec) -> dict[str, Any]:
+    def _create_kwargs(self, spec: ContainerSpec, host: str) -> dict[str, Any]:
         """Everything ``containers.create`` gets, the hardening included (see module doc)."""
         labels = labels_for(
             self.instance_id,
@@ -477,6 +482,7 @@ class DockerRuntime:
             forge_runner_id=spec.forge_runner_id,
             runner_id=spec.runner_id,
         )
+        labels[LABEL_HOST] = host
         volumes = list(spec.volumes)
         if spec.docker_socket:
             volumes.append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")
@@ -522,7 +528,7 @@ class DockerRuntime:
             ]
         return kwargs
 
-    def _create_sync(self, client: Any, spec: ContainerSpec) -> dict[str, Any]:
+    def _create_sync(self, client: Any, spec: ContainerSpec, host: str) -> dict[str, Any]:
         """Create, deliver the credential, return the inspect data (blocking)."""
         labels = labels_for(self.instance_id)
         for source in (v.split(":", 1)[0] for v in spec.volumes):
@@ -531,7 +537,7 @@ class DockerRuntime:
                     client.volumes.get(source)
                 except docker.errors.NotFound:
                     client.volumes.create(name=source, labels=labels)
-        container = client.containers.create(**self._create_kwargs(spec))
+        container = client.containers.create(**self._create_kwargs(spec, host))
         if spec.credential_delivery == "file":
             try:
                 if not container.put_archive("/", _credential_tar(spec.credential)):
@@ -558,7 +564,7 @@ class DockerRuntime:
             await self._run(self._ensure_network_sync, host.client)
             host.network_ready = True
         try:
-            attrs = await self._run(self._create_sync, host.client, spec)
+            attrs = await self._run(self._create_sync, host.client, spec, host.name)
         except RuntimeFailure:
             raise
         except Exception as exc:
@@ -661,7 +667,7 @@ class DockerRuntime:
         reconcile. A host's ``containers`` count is refreshed from what it reports.
         """
 
-        async def one(host: _Host) -> list[ContainerInfo] | None:
+        async def one(host: _Host) -> list[tuple[ContainerInfo, str]] | None:
             if not await self._connected(host):
                 return None
             try:
@@ -669,13 +675,19 @@ class DockerRuntime:
             except Exception as exc:  # noqa: BLE001 - the host goes to Listing.unreachable
                 self._mark_down(host, exc)
                 return None
-            infos = [self._info(host.name, a) for a in attrs]
-            host.containers = {i.id for i in infos}
-            return infos
+            return [
+                (
+                    self._info(host.name, a),
+                    ((a.get("Config") or {}).get("Labels") or {}).get(LABEL_HOST, ""),
+                )
+                for a in attrs
+            ]
 
         hosts = list(self._hosts.values())
         results = await asyncio.gather(*(one(h) for h in hosts))
-        containers = tuple(i for r in results if r is not None for i in r)
+        containers = self._dedupe([i for r in results if r is not None for i in r])
+        for host in hosts:
+            host.containers = {i.id for i in containers if i.host == host.name}
         unreachable = frozenset(h.name for h, r in zip(hosts, results, strict=True) if r is None)
         return Listing(containers=containers, unreachable=unreachable)
 
@@ -697,6 +709,16 @@ class DockerRuntime:
         except Exception as exc:
             raise self._translate(h, exc, "logs", container_id, container_id) from exc
         return data.decode("utf-8", errors="replace")
+
+    @staticmethod
+    def _dedupe(found: builtins.list[tuple[ContainerInfo, str]]) -> tuple[ContainerInfo, ...]:
+        """One entry per container id. The same id seen through two host names means one
+        engine configured twice; the host its ``.host`` label names wins, else the first."""
+        chosen: dict[str, ContainerInfo] = {}
+        for info, created_on in found:
+            if info.id not in chosen or info.host == created_on:
+                chosen[info.id] = info
+        return tuple(chosen.values())
 
     # --- clean-up primitives (drain, tests) ----------------------------------------------------
 
