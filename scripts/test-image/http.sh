@@ -8,6 +8,11 @@
 
 # http METHOD URL [BODY] [EXTRA_HEADER]
 # Sets HTTP_STATUS (e.g. 201, or 000 when nothing answered) and HTTP_BODY.
+#
+# `nc -e` runs a tiny writer with the socket as its stdin/stdout: it sends the request,
+# then copies the answer to stderr, which we capture. Piping the request into nc instead
+# does not work against aiohttp: busybox nc half-closes the socket at the end of its
+# stdin, and aiohttp drops a half-closed connection before answering.
 http() {
     _method=$1
     _url=$2
@@ -22,15 +27,18 @@ http() {
     _port=${_hostport##*:}
     [ "$_port" = "$_hostport" ] && _port=80
     _len=$(printf '%s' "$_body" | wc -c | tr -d ' ')
-    _resp=$(
-        {
-            printf '%s %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n' \
-                "$_method" "$_path" "$_hostport"
-            printf 'Content-Length: %s\r\n' "$_len"
-            [ -n "$_extra" ] && printf '%s\r\n' "$_extra"
-            printf '\r\n%s' "$_body"
-        } | nc -w 5 "$_host" "$_port" 2>/dev/null
+    _RO_HEAD=$(
+        printf '%s %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n' \
+            "$_method" "$_path" "$_hostport"
+        printf 'Content-Length: %s' "$_len"
+        [ -n "$_extra" ] && printf '\r\n%s' "$_extra"
     )
+    _RO_BODY=$_body
+    export _RO_HEAD _RO_BODY
+    # shellcheck disable=SC2016  # expanded by the child shell, from its environment
+    _resp=$(nc -w 5 "$_host" "$_port" -e /bin/sh -c \
+        'printf "%s\r\n\r\n%s" "$_RO_HEAD" "$_RO_BODY"; cat >&2' 2>&1)
+    unset _RO_HEAD _RO_BODY
     HTTP_STATUS=$(printf '%s\n' "$_resp" | head -n 1 | cut -d ' ' -f 2)
     case $HTTP_STATUS in
         [0-9][0-9][0-9]) ;;

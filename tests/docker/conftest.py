@@ -14,6 +14,7 @@ import contextlib
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,22 @@ def _leftovers(client: Any) -> list[tuple[str, Any]]:
     return found
 
 
+def _image_outdated(client: Any) -> bool:
+    """Missing, or older than any file baked into it (so editing a shim is enough)."""
+    try:
+        image = client.images.get(TEST_IMAGE)
+    except docker.errors.ImageNotFound:
+        return True
+    created = datetime.fromisoformat(image.attrs["Created"][:19]).replace(tzinfo=UTC)
+    sources = [
+        *(ROOT / "scripts" / "test-image").iterdir(),
+        ROOT / "scripts" / "build-test-image.sh",
+        ROOT / "runner-image" / "github" / "entrypoint.sh",
+    ]
+    newest = max(p.stat().st_mtime for p in sources)
+    return newest > created.timestamp()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _docker_session(request: pytest.FixtureRequest) -> Iterator[None]:
     """Build the image if needed; at the end remove and report leaked test objects."""
@@ -97,9 +114,7 @@ def _docker_session(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     client = docker.DockerClient(base_url=DOCKER_URL, timeout=60)
-    try:
-        client.images.get(TEST_IMAGE)
-    except docker.errors.ImageNotFound:
+    if _image_outdated(client):
         subprocess.run([str(ROOT / "scripts" / "build-test-image.sh")], check=True)
     yield
     leaked = _leftovers(client)
