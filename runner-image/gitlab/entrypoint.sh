@@ -37,9 +37,9 @@ forwarded=0
 # shellcheck disable=SC2317  # invoked by the trap
 forward() {
     forwarded=1
-    kill -TERM "$child" 2>/dev/null
+    kill -s "$1" "$child" 2>/dev/null
 }
-trap forward TERM INT
+trap 'forward TERM' TERM INT
 while :; do
     forwarded=0
     wait "$child"
