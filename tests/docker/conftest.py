@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +30,8 @@ from orchestrator.runtime.docker_engine import DockerRuntime
 ROOT = Path(__file__).resolve().parents[2]
 TEST_IMAGE = "runner-orchestrator/test-runner:latest"
 TEST_PREFIX = "rotest"
-DOCKER_URL = "unix:///var/run/docker.sock"
+#: The engine under test; override to point the suite elsewhere (or at nothing).
+DOCKER_URL = os.environ.get("RO_TEST_DOCKER_HOST", "unix:///var/run/docker.sock")
 HERE = Path(__file__).resolve().parent
 
 

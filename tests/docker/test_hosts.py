@@ -40,7 +40,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def _proxy(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-    engine_r, engine_w = await asyncio.open_unix_connection("/var/run/docker.sock")
+    engine_r, engine_w = await asyncio.open_unix_connection(DOCKER_URL.removeprefix("unix://"))
     await asyncio.gather(_pipe(client_r, engine_w), _pipe(engine_r, client_w))
 
 
