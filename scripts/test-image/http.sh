@@ -55,6 +55,13 @@ json_get() {
         | head -n 1 | sed 's/^"[^"]*"[[:space:]]*:[[:space:]]*//; s/^"//; s/"$//'
 }
 
+# json_top: the JSON object on stdin with its nested objects cut out, so json_get finds a
+# top-level key even when a nested object has one of the same name (a job's "id" and
+# "token" versus job_info's).
+json_top() {
+    tr -d '\n' | sed -e ':a' -e 's/\(.\){[^{}]*}/\1/' -e 'ta'
+}
+
 # json_objects: the JSON on stdin with one nested object per line (to find the one
 # holding a given key, e.g. a job variable).
 json_objects() {

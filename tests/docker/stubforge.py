@@ -100,9 +100,10 @@ class StubForge:
         self.job_states[job["id"]] = "running"
         return web.json_response(
             {
+                # nested "id"/"token" first, to prove the shim reads the top-level ones
+                "job_info": {"id": -1, "token": "not-this", "name": "test", "project_id": 7},
                 "id": job["id"],
                 "token": f"job-token-{job['id']}",
-                "job_info": {"id": job["id"], "name": "test", "project_id": 7},
                 "variables": [
                     {"key": "CI_JOB_ID", "value": str(job["id"]), "public": True},
                     {"key": "SIM_JOB_DURATION", "value": str(job["duration"]), "public": True},
