@@ -60,10 +60,14 @@ install -m 0644 "$shims/http.sh" "$rootfs/usr/local/lib/runner-orchestrator/http
 install -m 0755 "$shims/run.sh" "$rootfs/home/runner/run.sh"
 install -m 0755 "$shims/config.sh" "$rootfs/home/runner/config.sh"
 
+# A digest of everything baked in, so tests can tell a stale image from a current one.
+sources=$(LC_ALL=C; cat "$here/build-test-image.sh" "$entrypoint" "$shims"/* | sha256sum | cut -d ' ' -f 1)
+
 set -- --change 'ENTRYPOINT ["/usr/local/bin/ro-entrypoint"]' \
     --change 'WORKDIR /home/runner' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'LABEL io.runner-orchestrator.test-image=true'
+    --change 'LABEL io.runner-orchestrator.test-image=true' \
+    --change "LABEL io.runner-orchestrator.test-image.sources=$sources"
 if [ -n "$PLATFORM" ]; then
     set -- "$@" --platform "$PLATFORM"
 fi

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,20 +92,25 @@ def _leftovers(client: Any) -> list[tuple[str, Any]]:
     return found
 
 
+def _sources_digest() -> str:
+    """The digest scripts/build-test-image.sh stamps on the image (same files, same order)."""
+    shims = ROOT / "scripts" / "test-image"
+    files = [
+        ROOT / "scripts" / "build-test-image.sh",
+        ROOT / "runner-image" / "github" / "entrypoint.sh",
+        *sorted(shims.iterdir(), key=lambda p: p.name.encode()),
+    ]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
 def _image_outdated(client: Any) -> bool:
-    """Missing, or older than any file baked into it (so editing a shim is enough)."""
+    """Missing, or built from other shim sources than this checkout's."""
     try:
         image = client.images.get(TEST_IMAGE)
     except docker.errors.ImageNotFound:
         return True
-    created = datetime.fromisoformat(image.attrs["Created"][:19]).replace(tzinfo=UTC)
-    sources = [
-        *(ROOT / "scripts" / "test-image").iterdir(),
-        ROOT / "scripts" / "build-test-image.sh",
-        ROOT / "runner-image" / "github" / "entrypoint.sh",
-    ]
-    newest = max(p.stat().st_mtime for p in sources)
-    return newest > created.timestamp()
+    labels = image.attrs["Config"].get("Labels") or {}
+    return labels.get("io.runner-orchestrator.test-image.sources") != _sources_digest()
 
 
 @pytest.fixture(scope="session", autouse=True)
