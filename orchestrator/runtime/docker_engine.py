@@ -290,8 +290,10 @@ class DockerRuntime:
         return True
 
     async def _require(self, name: str) -> _Host:
+        """The host, connected, or :class:`HostUnavailable`. A down host is retried at most
+        every ``HOST_RETRY_S``, so calls aimed at a dead endpoint fail fast in between."""
         host = self._host(name)
-        if not await self._connected(host, force=True):
+        if not await self._connected(host):
             raise HostUnavailable(name, host.error)
         return host
 
@@ -299,15 +301,15 @@ class DockerRuntime:
         """Create the instance bridge network with our labels if it is missing.
 
         ICC is off: runners of different jobs share the network but cannot reach each
-        other, only the outside world.
+        other, only the outside world. An existing network of that name is used as is (an
+        operator may have made it); only one carrying our instance label is ever removed.
         """
-        if client.networks.list(names=[self.network_name]):
-            # names= is a prefix/substring match on some engines: check exactly
-            for net in client.networks.list(names=[self.network_name]):
-                if net.name == self.network_name:
-                    return
-        with contextlib.suppress(docker.errors.APIError):
-            # 409: another call created it concurrently, which is fine
+        # the engine's name filter matches substrings: compare exactly
+        if any(
+            n.name == self.network_name for n in client.networks.list(names=[self.network_name])
+        ):
+            return
+        try:
             client.networks.create(
                 self.network_name,
                 driver="bridge",
@@ -315,6 +317,9 @@ class DockerRuntime:
                 options={"com.docker.network.bridge.enable_icc": "false"},
                 check_duplicate=True,
             )
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: created concurrently by another call, fine
+                raise
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -433,7 +438,13 @@ class DockerRuntime:
     # --- placement --------------------------------------------------------------------------
 
     def hosts(self) -> Sequence[HostStatus]:
-        """In-memory view of every host (no I/O)."""
+        """In-memory view of every host (no I/O).
+
+        ``containers`` counts this instance's containers on the host, exited ones included
+        until removed (they still hold disk and a name); it is refreshed by ``list()`` and
+        kept current by ``create``/``remove`` in between. Containers of other instances or
+        tools on the same engine are not counted: ``max_containers`` is this daemon's share.
+        """
         return [
             HostStatus(
                 name=h.name,
@@ -560,10 +571,10 @@ class DockerRuntime:
                 f"spec is for instance {spec.instance_id!r}, this runtime is {self.instance_id!r}"
             )
         host = await self._place(spec)
-        if spec.network is None and not host.network_ready:
-            await self._run(self._ensure_network_sync, host.client)
-            host.network_ready = True
         try:
+            if spec.network is None and not host.network_ready:
+                await self._run(self._ensure_network_sync, host.client)
+                host.network_ready = True
             attrs = await self._run(self._create_sync, host.client, spec, host.name)
         except RuntimeFailure:
             raise
@@ -817,7 +828,9 @@ class DockerRuntime:
     def _translate(
         self, host: _Host, exc: BaseException, op: str, what: str, container_id: str = ""
     ) -> RuntimeFailure:
-        """SDK error -> runtime error. Connection trouble also marks the host down."""
+        """SDK error -> runtime error. Connection trouble also marks the host down; the
+        engine refusing a create or start is a :class:`ContainerStartError`; anything else
+        (a stop or remove the engine refused) a plain :class:`RuntimeFailure`."""
         if isinstance(exc, _CONNECTION_ERRORS) or (
             isinstance(exc, docker.errors.DockerException)
             and not isinstance(exc, docker.errors.APIError)
@@ -831,11 +844,10 @@ class DockerRuntime:
                 host=host.name,
                 container_id=container_id,
             )
-        return ContainerStartError(
-            f"{op} {what} on {host.name} failed: {_describe(exc)}",
-            host=host.name,
-            container_id=container_id,
-        )
+        message = f"{op} {what} on {host.name} failed: {_describe(exc)}"
+        if op in {"create", "start"}:
+            return ContainerStartError(message, host=host.name, container_id=container_id)
+        return RuntimeFailure(message)
 
 
 def _describe(exc: BaseException) -> str:
