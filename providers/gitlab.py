@@ -708,14 +708,13 @@ class GitLabProvider:
         return cast("list[RunnerActivity]", outcomes)
 
     async def _activity(self, runner_id: str) -> RunnerActivity:
+        """One request: the runner's newest jobs show both a running job and the last end.
+
+        A runner takes jobs one at a time here (run-single), so a running job is among
+        its newest; ``last_job_ended_at`` is the latest ``finished_at`` among them.
+        """
         path = f"/runners/{quote(runner_id, safe='')}/jobs"
         try:
-            running = await self._run(
-                lambda: self._list(path, {"status": "running", "per_page": 1}, all_pages=False),
-                RunnerNotFound,
-            )
-            if running:
-                return RunnerActivity(runner_id, busy=True, current_job=str(running[0]["id"]))
             recent = await self._run(
                 lambda: self._list(
                     path, {"order_by": "id", "sort": "desc", "per_page": 5}, all_pages=False
@@ -724,6 +723,9 @@ class GitLabProvider:
             )
         except RunnerNotFound:
             return RunnerActivity(runner_id, busy=False, exists=False)
+        running = [j for j in recent if j.get("status") == "running"]
+        if running:
+            return RunnerActivity(runner_id, busy=True, current_job=str(running[0]["id"]))
         ended = [t for t in (parse_time(j.get("finished_at")) for j in recent) if t]
         return RunnerActivity(runner_id, busy=False, last_job_ended_at=max(ended, default=None))
 

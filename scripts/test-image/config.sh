@@ -1,0 +1,44 @@
+#!/bin/sh
+# Test-image stand-in for actions-runner's config.sh: registers with the simulator.
+#
+#   config.sh --unattended --disableupdate --url URL --name N --labels L
+#             [--token T | env ACTIONS_RUNNER_INPUT_TOKEN] [--work W] [--ephemeral ...]
+#
+# POSTs /_runner/register at scheme://host:port of URL and writes .runner (flat JSON
+# {url, runner_id, name, token}) for run.sh. Exit 1 when the forge says no.
+# shellcheck source-path=SCRIPTDIR source=http.sh
+. "${RO_LIB:-/usr/local/lib/runner-orchestrator}/http.sh"
+
+home=${RUNNER_HOME:-/home/runner}
+url=""
+name=$(hostname)
+labels=""
+token=${ACTIONS_RUNNER_INPUT_TOKEN:-}
+work=_work
+while [ $# -gt 0 ]; do
+    case $1 in
+        --url) url=$2; shift 2 ;;
+        --name) name=$2; shift 2 ;;
+        --labels) labels=$2; shift 2 ;;
+        --token) token=$2; shift 2 ;;
+        --work) work=$2; shift 2 ;;
+        *) shift ;;
+    esac
+done
+[ -n "$url" ] || { log "--url is required"; exit 2; }
+[ -n "$token" ] || { log "no registration token (--token or ACTIONS_RUNNER_INPUT_TOKEN)"; exit 2; }
+root=$(root_url "$url")
+
+http POST "$root/_runner/register" \
+    "{\"token\": $(json_str "$token"), \"name\": $(json_str "$name"), \"labels\": $(json_str "$labels"), \"url\": $(json_str "$url")}"
+if [ "$HTTP_STATUS" != 201 ]; then
+    log "registration failed: status $HTTP_STATUS $HTTP_BODY"
+    exit 1
+fi
+runner_id=$(printf '%s' "$HTTP_BODY" | json_get runner_id)
+secret=$(printf '%s' "$HTTP_BODY" | json_get token)
+mkdir -p "$home/$work"
+umask 077
+printf '{"url": %s, "runner_id": %s, "name": %s, "token": %s}\n' \
+    "$(json_str "$root")" "$runner_id" "$(json_str "$name")" "$(json_str "$secret")" >"$home/.runner"
+log "runner $name registered as $runner_id at $root"

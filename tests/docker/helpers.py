@@ -1,0 +1,53 @@
+"""Spec builders and polling helpers shared by the docker tests."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from typing import Any
+
+from orchestrator.runtime import ContainerInfo, ContainerSpec
+from orchestrator.runtime.docker_engine import DockerRuntime
+
+TEST_IMAGE = "runner-orchestrator/test-runner:latest"
+SECRET = "glrt-s3cr3t-value-" + "x" * 8
+
+
+def make_spec(runtime: DockerRuntime, **overrides: Any) -> ContainerSpec:
+    runner_id = overrides.pop("runner_id", "r-" + secrets.token_hex(3))
+    base: dict[str, Any] = {
+        "runner_id": runner_id,
+        "name": f"{runtime.instance_id}-{runner_id}",
+        "instance_id": runtime.instance_id,
+        "pool": "default",
+        "forge": "gitlab",
+        "forge_runner_id": "4711",
+        "image": TEST_IMAGE,
+        "command": ("sleep", "30"),
+        "credential": SECRET,
+        "credential_env": "CI_SERVER_TOKEN",
+        "memory": "64m",
+        "pids_limit": 128,
+    }
+    base.update(overrides)
+    return ContainerSpec(**base)
+
+
+async def wait_exited(
+    runtime: DockerRuntime, container_id: str, timeout: float = 20.0
+) -> ContainerInfo:
+    """Poll list() until the container has exited."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        listing = await runtime.list()
+        for info in listing.containers:
+            if info.id == container_id and info.status in {"exited", "dead"}:
+                return info
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"container {container_id[:12]} did not exit in {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+def replace(spec: ContainerSpec, **changes: Any) -> ContainerSpec:
+    return dataclasses.replace(spec, **changes)

@@ -1,0 +1,278 @@
+"""The runner images' shell scripts, without Docker: shellcheck on every script, and each
+entrypoint run on the host (under sh, busybox sh and bash) against stub runner binaries,
+checking the duties in docs/runner-contract.md."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GITLAB_ENTRYPOINT = ROOT / "runner-image" / "gitlab" / "entrypoint.sh"
+GITHUB_ENTRYPOINT = ROOT / "runner-image" / "github" / "entrypoint.sh"
+SCRIPTS = [
+    GITLAB_ENTRYPOINT,
+    GITHUB_ENTRYPOINT,
+    ROOT / "scripts" / "build-test-image.sh",
+    *sorted((ROOT / "scripts" / "test-image").iterdir()),
+]
+SECRET = "glrt-unit-secret"
+
+SHELLS = [
+    pytest.param(["sh"], id="sh"),
+    pytest.param(["busybox", "sh"], id="busybox-sh"),
+    pytest.param(["bash", "--posix"], id="bash"),
+]
+
+# A stub runner: records what it got, then exits, or waits for SIGTERM.
+STUB = textwrap.dedent(
+    """\
+    #!/bin/sh
+    {
+        echo "args=$*"
+        echo "token=${CI_SERVER_TOKEN:-}"
+        echo "reg=${ACTIONS_RUNNER_INPUT_TOKEN:-}"
+        echo "jit_env=${ACTIONS_RUNNER_INPUT_JITCONFIG:-}"
+        echo "file_env=${RUNNER_CREDENTIAL_FILE:-}"
+    } >"$STUB_OUT"
+    case ${STUB_MODE:-exit} in
+        exit) exit "${STUB_EXIT:-0}" ;;
+        wait)
+            trap 'echo "got TERM" >>"$STUB_OUT"; exit 7' TERM
+            touch "$STUB_OUT.ready"
+            while :; do sleep 0.05; done
+            ;;
+    esac
+    """
+)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shellcheck(script: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    first = script.read_text().splitlines()[0]
+    shell = "bash" if "bash" in first else "sh"
+    result = subprocess.run(
+        ["shellcheck", "-x", "-s", shell, script.name],
+        cwd=script.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def stubs(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("gitlab-runner", "run.sh", "config.sh"):
+        path = bin_dir / name
+        path.write_text(STUB)
+        path.chmod(0o755)
+    return bin_dir
+
+
+def _env(stubs: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": f"{stubs}:{os.environ['PATH']}",
+        "STUB_OUT": str(stubs.parent / "out"),
+        "HOME": str(stubs.parent),
+    }
+    env.update(extra)
+    return env
+
+
+def _record(stubs: Path) -> dict[str, str]:
+    lines = (stubs.parent / "out").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line) | {"_lines": "\n".join(lines)}
+
+
+def _needs(shell: list[str]) -> None:
+    if shutil.which(shell[0]) is None:
+        pytest.skip(f"{shell[0]} not installed")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
+)
+def test_credential_from_file_is_exported_and_deleted(
+    shell: list[str], entrypoint: Path, stubs: Path, tmp_path: Path
+) -> None:
+    _needs(shell)
+    cred = tmp_path / "credential"
+    cred.write_text(SECRET)
+    cred.chmod(0o444)
+    env = _env(stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN")
+    result = subprocess.run(
+        [*shell, str(entrypoint), "gitlab-runner", "run-single", "--max-builds", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    got = _record(stubs)
+    assert got["token"] == SECRET
+    assert got["args"] == "run-single --max-builds 1"
+    assert got["file_env"] == ""  # not passed on
+    assert not cred.exists()
+    assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_credential_from_env_is_left_alone(shell: list[str], stubs: Path) -> None:
+    _needs(shell)
+    env = _env(stubs, CI_SERVER_TOKEN=SECRET, RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN")
+    result = subprocess.run(
+        [*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner", "run-single"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _record(stubs)["token"] == SECRET
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
+)
+def test_exit_code_propagates(shell: list[str], entrypoint: Path, stubs: Path) -> None:
+    _needs(shell)
+    result = subprocess.run(
+        [*shell, str(entrypoint), "gitlab-runner"],
+        env=_env(stubs, STUB_EXIT="42"),
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 42
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_bad_credential_env_name_is_refused(shell: list[str], stubs: Path, tmp_path: Path) -> None:
+    _needs(shell)
+    cred = tmp_path / "credential"
+    cred.write_text(SECRET)
+    result = subprocess.run(
+        [*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner"],
+        env=_env(stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="X;rm -rf"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 64
+    assert "not a valid variable name" in result.stderr
+    assert not (stubs.parent / "out").exists()
+
+
+def _start_and_signal(
+    command: list[str], env: dict[str, str], stubs: Path, sig: int
+) -> subprocess.CompletedProcess[str]:
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    ready = stubs.parent / "out.ready"
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "stub never became ready"
+        time.sleep(0.02)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=10)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
+)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_sigterm_is_forwarded_and_exit_code_kept(
+    shell: list[str], entrypoint: Path, sig: int, stubs: Path
+) -> None:
+    _needs(shell)
+    result = _start_and_signal(
+        [*shell, str(entrypoint), "gitlab-runner", "run-single"],
+        _env(stubs, STUB_MODE="wait"),
+        stubs,
+        sig,
+    )
+    assert result.returncode == 7, result.stderr
+    assert "got TERM" in _record(stubs)["_lines"]
+
+
+@pytest.mark.parametrize("shell", [*SHELLS, pytest.param(["bash"], id="bash-native")])
+def test_github_jitconfig_from_file_becomes_argument(
+    shell: list[str], stubs: Path, tmp_path: Path
+) -> None:
+    _needs(shell)
+    cred = tmp_path / "credential"
+    cred.write_text("eyJqaXQiOiAxfQ==")
+    env = _env(
+        stubs,
+        RUNNER_CREDENTIAL_FILE=str(cred),
+        RUNNER_CREDENTIAL_ENV="ACTIONS_RUNNER_INPUT_JITCONFIG",
+    )
+    result = subprocess.run(
+        [*shell, str(GITHUB_ENTRYPOINT), str(stubs / "run.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    got = _record(stubs)
+    assert got["args"] == "--jitconfig eyJqaXQiOiAxfQ=="
+    assert got["jit_env"] == ""  # moved to the argument, not inherited by jobs
+    assert not cred.exists()
+
+
+def test_github_explicit_jitconfig_is_kept(stubs: Path) -> None:
+    result = subprocess.run(
+        ["sh", str(GITHUB_ENTRYPOINT), "run.sh", "--jitconfig", "given"],
+        env=_env(stubs, ACTIONS_RUNNER_INPUT_JITCONFIG="from-env"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _record(stubs)["args"] == "--jitconfig given"
+
+
+def test_github_registration_token_for_config_sh(stubs: Path, tmp_path: Path) -> None:
+    """Reusable runners: the token lands in ACTIONS_RUNNER_INPUT_TOKEN for config.sh, and
+    run.sh gets no --jitconfig."""
+    cred = tmp_path / "credential"
+    cred.write_text("REGTOKEN")
+    env = _env(
+        stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="ACTIONS_RUNNER_INPUT_TOKEN"
+    )
+    result = subprocess.run(
+        ["sh", str(GITHUB_ENTRYPOINT), "/bin/sh", "-c", 'config.sh --url "$1"', "sh", "http://x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    got = _record(stubs)
+    assert got["reg"] == "REGTOKEN"
+    assert got["args"] == "--url http://x"
