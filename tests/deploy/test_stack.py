@@ -309,6 +309,10 @@ def test_compose_up_serves_health_on_the_published_port_as_an_unprivileged_user(
         assert ready_status == 503 and not ready["ready"], ready
         status_code, snapshot = project.get("/status")
         assert status_code == 200 and snapshot, snapshot
+        # The documented way to validate settings: a one-off container, secrets masked.
+        checked = project.compose("run", "--rm", "--no-deps", "orchestrator", "check-config")
+        assert "gitlab_url: http://127.0.0.1:9" in checked
+        assert SIM_TOKEN not in checked and "'**********'" in checked
         wait_for(
             "Docker's health check to report healthy",
             lambda: project.inspect()["State"]["Health"]["Status"] == "healthy",
