@@ -15,19 +15,26 @@
 # commit, which costs seconds on slow storage drivers.
 ARG BASE_IMAGE=python:3.11-slim
 
+# The dependency list, extracted from pyproject.toml. The build stage copies only the
+# result, so editing other parts of pyproject.toml (version, tool settings) keeps the
+# cached dependency layer: the classic builder compares copied files by content.
+FROM ${BASE_IMAGE} AS requirements
+# Marks the helper stages' intermediate images, so a clean-up can find them (they stay
+# untagged as build cache once the final image is tagged).
+LABEL io.runner-orchestrator.build-stage=true
+COPY pyproject.toml /src/
+RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' > /requirements.txt
+
 FROM ${BASE_IMAGE} AS build
-# Marks this stage's intermediate images, so a clean-up can find them (they stay
-# untagged as the build cache once the final image is tagged).
 LABEL io.runner-orchestrator.build-stage=true
 ARG PIP_NO_INDEX=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INDEX=${PIP_NO_INDEX} \
     PIP_FIND_LINKS=/src/wheelhouse PYTHONDONTWRITEBYTECODE=1
-# 1. Dependencies only, read from pyproject.toml: this layer is rebuilt when the
-#    dependency list (or the wheelhouse) changes, not on every source edit.
-COPY pyproject.toml /src/
+# 1. Dependencies only: rebuilt when the dependency list (or the wheelhouse) changes,
+#    not on every source edit.
+COPY --from=requirements /requirements.txt /src/requirements.txt
 COPY wheelhouse/ /src/wheelhouse/
 RUN python3 -m venv /opt/venv \
- && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' > /src/requirements.txt \
  && /opt/venv/bin/pip install -r /src/requirements.txt
 # 2. The project itself (.dockerignore limits the context to what this needs).
 COPY . /src/
