@@ -312,6 +312,9 @@ def test_h_dead_docker_endpoint_is_reported_and_other_pools_serve(
             waiting = {w["id"]: w for w in status["waiting_jobs"]}
             assert waiting[dead_job]["reason"] == "pool_unavailable"
             assert job_status(gitlab_sim, dead_job) == "pending"
+            # The live pool's runner is cleaned up while the dead pool's job keeps waiting.
+            wait_for(lambda: not containers(instance), 60, "live runner cleaned up")
+            assert daemon.status()["waiting_jobs"][0]["reason"] == "pool_unavailable"
         finally:
             daemon.stop()
 
