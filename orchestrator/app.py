@@ -184,6 +184,11 @@ class Daemon:
                 await asyncio.wait_for(self.reconciler.drain(timeout), timeout + 15)
             except TimeoutError:
                 log.warning("shutdown.drain_timeout")
+        if not self.journal.active():
+            try:
+                await self.runtime.release_unused()
+            except Exception:  # best effort; the next start re-creates it
+                log.exception("shutdown.release_failed")
         if self._web is not None:
             await asyncio.shield(self._web.cleanup())
         for provider in self.providers.values():

@@ -57,6 +57,9 @@ class _NoRuntime:
     def placeable(self, platform: str, gpus: GpuRequest, hosts: tuple[str, ...] = ()) -> str:
         return ""
 
+    async def release_unused(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

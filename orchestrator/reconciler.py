@@ -2,10 +2,11 @@
 
 One :meth:`Reconciler.run_once`:
 
-1. **observe** every forge's pending jobs (concurrently; a forge that fails is *paused*:
-   its jobs wait with ``forge_paused`` and nothing is created or retired for it, while
-   the other forges carry on), the runtime's containers, and the busy/idle state of
-   runners whose view is stale;
+1. **observe** supply first (the runtime's containers, the busy/idle state of runners
+   whose view is stale), then demand: every forge's pending jobs (concurrently; a forge
+   that fails is *paused*: its jobs wait with ``forge_paused`` and nothing is created or
+   retired for it, while the other forges carry on). Supply first, so that a job taken
+   between the two looks is never counted twice;
 2. **settle** what the containers say: a container that exited or vanished makes its
    runner drain (unregister on the forge, remove the container); a labelled container
    with no runner row is an orphan and is removed;
@@ -360,10 +361,14 @@ class Reconciler:
         created = retired = failed = 0
         with structlog.contextvars.bound_contextvars(reconcile=secrets.token_hex(3)):
             try:
-                await asyncio.gather(*(self._poll(f) for f in self._forges.values()))
+                # Supply before demand: a job a runner takes after we looked at the runner
+                # leaves that runner counted as free for it (never a duplicate spawn),
+                # whereas demand read first would count the job twice: still pending and
+                # keeping its new runner busy.
                 listing = await self._list_containers()
                 await self._settle(listing)
                 await self._refresh_activity()
+                await asyncio.gather(*(self._poll(f) for f in self._forges.values()))
                 jobs = self._demand()
                 plan = self._plan(jobs, self.journal.active(), consume_manual=True)
                 self._last_plan = plan
@@ -399,7 +404,7 @@ class Reconciler:
                 "reconcile.done",
                 result=result,
                 pending=summary.pending,
-                runners=len(snap.runners),
+                runners=sum(p.active for p in snap.pools),
                 created=created,
                 retired=retired,
                 failed=failed,

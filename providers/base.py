@@ -164,9 +164,7 @@ class Provider(Protocol):
         """Registrations on the forge whose name marks them as this instance's."""
         ...
 
-    async def handle_webhook(
-        self, headers: Mapping[str, str], body: bytes
-    ) -> WebhookResult:
+    async def handle_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         """Verify and parse one delivery. Raises WebhookRejected (4xx) on bad input."""
         ...
 

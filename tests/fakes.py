@@ -222,6 +222,9 @@ class FakeForge:
     def health(self) -> ProviderHealth:
         return ProviderHealth(requests_total=len(self.calls))
 
+    async def release_unused(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         self.closed = True
 

@@ -218,6 +218,13 @@ class ContainerRuntime(Protocol):
         """'' when some live host could take such a container, else the reason why not."""
         ...
 
+    async def release_unused(self) -> None:
+        """Remove this instance's network and volumes where no container uses them.
+
+        Called at shutdown when no runner is left, so a stopped daemon leaves nothing.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Stop watching events and close clients. Leaves containers running."""
         ...

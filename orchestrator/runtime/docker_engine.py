@@ -777,6 +777,11 @@ class DockerRuntime:
                 self._mark_down(host, exc)
         return done
 
+    async def release_unused(self) -> None:
+        """The protocol's shutdown clean-up: unused network and volumes of this instance."""
+        await self.remove_network()
+        await self.remove_volumes()
+
     async def remove_volumes(self) -> int:
         """Remove this instance's labelled volumes that no container uses (drain). Named
         volumes are caches meant to outlive runners, so this is an explicit call."""

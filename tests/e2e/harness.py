@@ -66,7 +66,13 @@ def http(
         return status, text
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 0.2,
+    describe: Callable[[], Any] | None = None,
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -75,7 +81,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
             if last:
                 return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    detail = describe() if describe is not None else last
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} ({detail!r})")
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -159,7 +166,8 @@ class Process:
             self.proc.wait(10)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
@@ -185,6 +193,9 @@ class Sim:
             ],
         )
         wait_for(lambda: "listening" in self.process.output(), 20, f"{kind} simulator start")
+        if kind == "gitlab":  # the project the scenarios watch exists before any job does
+            status, body = http("POST", f"{self.url}/_sim/projects", {"id": 1, "path": "app"})
+            assert status in (200, 201), body
 
     @property
     def api_url(self) -> str:

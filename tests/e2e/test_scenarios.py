@@ -176,7 +176,8 @@ def test_d_warm_pool_takes_a_job_without_a_new_spawn(
         gitlab_sim, [pool("warm", ["docker"], min_idle=2, ephemeral=False, cooldown_s=600)]
     )
     with no_leaks(instance):
-        daemon = Daemon(tmp_path, instance, config)
+        # Warm runners outlive a `leave` shutdown by design; drain to leave nothing.
+        daemon = Daemon(tmp_path, instance, config, env={"SHUTDOWN_MODE": "drain"})
         try:
             wait_for(lambda: len(containers(instance, all_=False)) == 2, 30, "2 warm runners")
             time.sleep(4)  # several reconciles with no jobs: still exactly 2
@@ -189,7 +190,8 @@ def test_d_warm_pool_takes_a_job_without_a_new_spawn(
             assert taken_by in warm_ids
             assert set(containers(instance)) == warm, "no new container was spawned"
         finally:
-            daemon.stop()
+            assert daemon.stop() == 0
+        assert forge_runners(gitlab_sim) == [], "drain unregistered every runner"
 
 
 def test_e_webhook_starts_a_container_within_about_a_second(
@@ -236,6 +238,11 @@ def test_f_kill_9_mid_burst_then_restart_finishes_everything(
                 lambda: not containers(instance) and not forge_runners(gitlab_sim),
                 90,
                 "no container or registration left",
+                describe=lambda: {
+                    "containers": containers(instance),
+                    "forge_runners": forge_runners(gitlab_sim),
+                    "runners": daemon.get("/runners")[1],
+                },
             )
         finally:
             daemon.stop()
@@ -305,6 +312,9 @@ def test_h_dead_docker_endpoint_is_reported_and_other_pools_serve(
             waiting = {w["id"]: w for w in status["waiting_jobs"]}
             assert waiting[dead_job]["reason"] == "pool_unavailable"
             assert job_status(gitlab_sim, dead_job) == "pending"
+            # The live pool's runner is cleaned up while the dead pool's job keeps waiting.
+            wait_for(lambda: not containers(instance), 60, "live runner cleaned up")
+            assert daemon.status()["waiting_jobs"][0]["reason"] == "pool_unavailable"
         finally:
             daemon.stop()
 

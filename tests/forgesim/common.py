@@ -52,10 +52,12 @@ class SimBase:
     def request_count(self) -> int:
         return len(self.requests)
 
-    def set_fault(self, status: int, seconds: float, retry_after: float | None = None,
-                  delay: float = 0.0) -> None:
-        self.fault = Fault(status=status, until=time.monotonic() + seconds,
-                           retry_after=retry_after, delay=delay)
+    def set_fault(
+        self, status: int, seconds: float, retry_after: float | None = None, delay: float = 0.0
+    ) -> None:
+        self.fault = Fault(
+            status=status, until=time.monotonic() + seconds, retry_after=retry_after, delay=delay
+        )
 
 
 SIM_KEY: web.AppKey[SimBase] = web.AppKey("sim", SimBase)
@@ -76,19 +78,28 @@ async def _record_and_fault(request: web.Request, handler: Handler) -> web.Strea
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = str(int(fault.retry_after))
-        response = web.json_response({"message": f"simulated {fault.status}"},
-                                     status=fault.status, headers=headers)
+        response = web.json_response(
+            {"message": f"simulated {fault.status}"}, status=fault.status, headers=headers
+        )
     else:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             response = exc
-    sim.requests.append(RecordedRequest(
-        method=request.method, path=request.path, query=request.query_string,
-        status=response.status, at=time.monotonic(),
-        headers={k: v for k, v in request.headers.items()
-                 if k.lower() not in {"authorization", "private-token", "job-token"}},
-    ))
+    sim.requests.append(
+        RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=request.query_string,
+            status=response.status,
+            at=time.monotonic(),
+            headers={
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in {"authorization", "private-token", "job-token"}
+            },
+        )
+    )
     if isinstance(response, web.HTTPException):
         raise response
     return response
@@ -104,10 +115,12 @@ async def _faults(request: web.Request) -> web.Response:
         retry_after = body.get("retry_after")
         delay = float(body.get("delay", 0.0))
     except (ValueError, KeyError, TypeError):
-        return web.json_response({"error": "want {status, seconds, retry_after?, delay?}"},
-                                 status=400)
-    request.app[SIM_KEY].set_fault(status, seconds,
-                                   None if retry_after is None else float(retry_after), delay)
+        return web.json_response(
+            {"error": "want {status, seconds, retry_after?, delay?}"}, status=400
+        )
+    request.app[SIM_KEY].set_fault(
+        status, seconds, None if retry_after is None else float(retry_after), delay
+    )
     return web.json_response({"ok": True})
 
 

@@ -277,3 +277,30 @@ async def test_manual_scale_and_delete(harness: Harness) -> None:
     harness.reconciler.request_scale("amd64", -5)
     await harness.reconciler.run_once()
     assert harness.runners() == []
+
+
+async def test_a_job_taken_while_we_look_is_not_served_twice(harness: Harness) -> None:
+    """The forge lists job X as pending, then a free runner takes X before we look at
+    the runner. Counting X as demand AND the runner as busy would spawn a duplicate."""
+    world = harness.world
+    first = world.add_job("gitlab", ["docker", "amd64"])
+    await harness.reconciler.run_once()
+    (runner,) = harness.runners()
+    world.take_job(runner.forge_runner_id, first)
+    world.finish_job(first)
+    harness.clock.advance(120)  # the runner's busy/idle view is stale again
+    second = world.add_job("gitlab", ["docker", "amd64"])
+    listed = FakeForge.pending_jobs
+
+    async def list_then_take(self: FakeForge):  # type: ignore[no-untyped-def]
+        jobs = await listed(self)
+        if second in world.jobs and world.jobs[second].status == "pending":
+            world.take_job(runner.forge_runner_id, second)
+        return jobs
+
+    FakeForge.pending_jobs = list_then_take  # type: ignore[method-assign]
+    try:
+        summary = await harness.reconciler.run_once()
+    finally:
+        FakeForge.pending_jobs = listed  # type: ignore[method-assign]
+    assert summary.created == 0, "job already taken by the existing runner"
