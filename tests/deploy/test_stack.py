@@ -13,8 +13,10 @@
    its host-network runners reach the forge simulator on 127.0.0.1; Docker 20.10 has no
    other portable way in), RUNNER_IMAGE = the test runner image and a YAML pool with
    `network: host` allowed by the ceiling: a queued job gets a runner container that runs
-   it, and `docker-compose down` with SHUTDOWN_MODE=drain leaves no runner container and
-   no forge registration behind.
+   it. Then the documented life cycle: an upgrade (`up -d --force-recreate`, default
+   SHUTDOWN_MODE=leave) keeps the busy runner, which the new daemon adopts from the state
+   volume; switching to SHUTDOWN_MODE=drain and `docker-compose down` leaves no runner
+   container and no forge registration behind.
 
 Everything created is labelled or named per run and removed at the end.
 """
@@ -180,31 +182,44 @@ class ComposeProject:
         self.name = f"rodeploy{secrets.token_hex(4)}"
         self.instance = env_lines["INSTANCE_ID"]
         self.port = port
-        env_file = tmp_path / "daemon.env"
-        env_file.write_text("".join(f"{k}={v}\n" for k, v in env_lines.items()))
+        self.tmp_path = tmp_path
+        self.env_lines = dict(env_lines)
+        self.env_file = tmp_path / "daemon.env"
         gid = os.stat("/var/run/docker.sock").st_gid
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_GID"))
         }
         self.env.update(
-            ENV_FILE=str(env_file),
+            ENV_FILE=str(self.env_file),
             DOCKER_GID=str(gid),
             ORCHESTRATOR_IMAGE=image,
             ORCHESTRATOR_PORT=str(port),
         )
+        self.override = override
+        self.host_network = host_network
+        self._write_files()
+
+    def _write_files(self) -> None:
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env_lines.items()))
         self.files = [COMPOSE_FILE]
-        if override is not None:
-            self.files.append(tmp_path / "compose.override.yaml")
-            self.files[-1].write_text(yaml.safe_dump(override, sort_keys=False))
-        if host_network is not None:
+        if self.override is not None:
+            self.files.append(self.tmp_path / "compose.override.yaml")
+            self.files[-1].write_text(yaml.safe_dump(self.override, sort_keys=False))
+        if self.host_network is not None:
             config = yaml.safe_load(self.compose("config"))
             daemon = config["services"]["orchestrator"]
             del daemon["ports"]
             daemon["network_mode"] = "host"
-            daemon["environment"].update(host_network.get("environment", {}))
-            daemon["volumes"] += host_network.get("volumes", [])
-            self.files = [tmp_path / "compose.host-network.yaml"]
-            self.files[0].write_text(yaml.safe_dump(config, sort_keys=False))
+            daemon["environment"].update(self.host_network.get("environment", {}))
+            daemon["volumes"] += self.host_network.get("volumes", [])
+            derived = self.tmp_path / "compose.host-network.yaml"
+            derived.write_text(yaml.safe_dump(config, sort_keys=False))
+            self.files = [derived]
+
+    def set_env(self, **changes: str) -> None:
+        """Edit the daemon's env file (as an admin edits .env); `up -d` then recreates it."""
+        self.env_lines.update(changes)
+        self._write_files()
 
     def compose(self, *args: str, timeout: float = 180, check: bool = True) -> str:
         files = [arg for f in self.files for arg in ("-f", str(f))]
@@ -360,6 +375,22 @@ def _job(sim: str, job_id: int) -> dict[str, Any]:
     return next(j for j in _sim_state(sim)["jobs"] if j["id"] == job_id)
 
 
+def _upgrade_and_check_adoption(
+    project: ComposeProject, sim: str, job_id: int, runners: set[str], *, recreate: bool = True
+) -> None:
+    before = project.container_id()
+    project.compose("up", "-d", "--no-build", *(["--force-recreate"] if recreate else []))
+    assert project.container_id() != before, "the daemon container was not replaced"
+    wait_for("/health after the restart", lambda: project.get("/health")[0] == 200, timeout=60)
+    assert runners <= set(project.runner_containers()), "a runner did not survive the restart"
+    assert _job(sim, job_id)["status"] == "running"
+    wait_for(
+        "the busy runner to be adopted",
+        lambda: any(r["state"] == "busy" for r in project.get("/runners")[1]["runners"]),
+        timeout=30,
+    )
+
+
 def test_compose_stack_runs_a_queued_job_and_drains_on_down(
     daemon_image: str, test_runner_image: str, forgesim: str, tmp_path: Path
 ) -> None:
@@ -397,7 +428,7 @@ def test_compose_stack_runs_a_queued_job_and_drains_on_down(
             "CONFIG_FILE": "/config/pools.yaml",
             "INSTANCE_ID": instance,
             "POLL_INTERVAL": "2",
-            "SHUTDOWN_MODE": "drain",
+            "SHUTDOWN_MODE": "leave",  # the default; drain is switched on below
             "SHUTDOWN_TIMEOUT": "8",
         },
         port=port,
@@ -432,7 +463,17 @@ def test_compose_stack_runs_a_queued_job_and_drains_on_down(
             lambda: _job(forgesim, slow["id"])["status"] == "running",
             timeout=60,
         )
-        assert project.runner_containers()
+        busy = set(project.runner_containers())
+        assert busy
+
+        # Upgrade as documented: the container is replaced, the state volume stays, and
+        # with SHUTDOWN_MODE=leave the runners keep running and are adopted.
+        _upgrade_and_check_adoption(project, forgesim, slow["id"], busy)
+
+        # Uninstall as documented: switch to drain (`up -d` recreates the daemon, which
+        # adopts the runners again), then `docker-compose down`.
+        project.set_env(SHUTDOWN_MODE="drain")
+        _upgrade_and_check_adoption(project, forgesim, slow["id"], busy, recreate=False)
         # `docker-compose down` itself (SIGTERM, stop_grace_period applies). The
         # container's log is followed into a file, as down removes the container.
         log_file = tmp_path / "daemon.log"
