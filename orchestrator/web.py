@@ -22,6 +22,7 @@ POST /webhooks/github                  GitHub workflow_job (X-Hub-Signature-256)
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -51,6 +52,9 @@ LAST_TICK: web.AppKey[Callable[[], float]] = web.AppKey("last_tick", object)  # 
 STARTED: web.AppKey[float] = web.AppKey("started", float)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Answer a webhook within this many seconds, whatever the forge lookup behind it does.
+WEBHOOK_ANSWER_S = 5.0
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -238,7 +242,15 @@ async def webhook(request: web.Request) -> web.Response:
         metrics_.webhooks.labels(provider.name, "too_large").inc()
         return _error(413, f"body larger than {limit} bytes")
     try:
-        result = await provider.handle_webhook(dict(request.headers), body)
+        result = await asyncio.wait_for(
+            provider.handle_webhook(dict(request.headers), body), WEBHOOK_ANSWER_S
+        )
+    except TimeoutError:
+        # Forges give up after ~10 s. Enriching the event (e.g. GitLab job tags) took too
+        # long: accept it and let a reconcile (which polls) pick the job up.
+        metrics_.webhooks.labels(provider.name, "accepted_slow").inc()
+        request.app[RECONCILER].nudge()
+        return web.json_response({"accepted": True, "note": "processed by polling"}, status=202)
     except WebhookRejected as exc:
         metrics_.webhooks.labels(provider.name, f"rejected_{exc.status}").inc()
         log.info("webhook.rejected", forge=provider.name, status=exc.status, reason=str(exc))

@@ -28,8 +28,12 @@ TEST_SECRETS = (
     "glrt-fakecredential",
 )
 SECRET_SHAPES = re.compile(r"(glpat-|glrt-|ghp_|github_pat_|ghs_)[A-Za-z0-9_\-]{6,}")
-LOG_DIR = Path(os.environ.get("RO_TEST_LOG_DIR", "/tmp/runner-orchestrator-test-logs"))  # noqa: S108
-SUITE_LOG = LOG_DIR / f"suite-{os.getpid()}.log"
+#: One directory per test session: the in-process capture and every daemon/simulator
+#: subprocess log of this session go here (the e2e harness reads RO_TEST_LOG_DIR), and
+#: only this session's files are scanned.
+LOG_DIR = Path("/tmp/runner-orchestrator-test-logs") / f"session-{os.getpid()}"  # noqa: S108
+os.environ["RO_TEST_LOG_DIR"] = str(LOG_DIR)
+SUITE_LOG = LOG_DIR / "suite.log"
 
 
 def pytest_configure(config: pytest.Config) -> None:

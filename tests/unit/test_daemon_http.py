@@ -259,3 +259,21 @@ async def test_shutdown_leaves_runners_for_adoption_by_default(running: Running)
     assert running.world.live_containers()
     states = {r.state for r in running.daemon.journal.active()}
     assert states == {RunnerState.IDLE}
+
+
+async def test_a_slow_webhook_lookup_is_still_answered_fast(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.web
+
+    forge = running.daemon.providers["gitlab"]
+
+    async def slow(headers: Any, body: bytes) -> Any:
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(orchestrator.web, "WEBHOOK_ANSWER_S", 0.3)
+    monkeypatch.setattr(forge, "handle_webhook", slow)
+    started = asyncio.get_running_loop().time()
+    status, body = await running.send("POST", "/webhooks/gitlab", data=b"{}")
+    assert status == 202 and "polling" in body["note"]
+    assert asyncio.get_running_loop().time() - started < 2
