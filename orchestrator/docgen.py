@@ -65,6 +65,12 @@ def env_example() -> str:
         else:
             lines.append(f"#{env}={_default(name)}")
         lines.append("")
+    lines += [
+        "# --- compose.yaml only (not read by the daemon) ---",
+        "# Group id owning the Docker socket, so the non-root daemon can reach Docker:",
+        "#   stat -c %g /var/run/docker.sock",
+        "DOCKER_GID=",
+    ]
     return "\n".join(lines).rstrip() + "\n"
 
 
