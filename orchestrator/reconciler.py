@@ -694,10 +694,7 @@ class Reconciler:
                 runner.id, RunnerState.DRAINING, now=now, reason=reason
             )
         # 1. Unregister first, so the forge stops handing it jobs.
-        ref = self._forge_ref(runner)
-        if forge is not None and ref.startswith("name:"):
-            # A self-registered runner: find its id; none means it never registered.
-            ref = self._forge_ref(runner) if await self._resolve_name(forge, runner) else ""
+        ref = self._forge_ref(runner)  # "name:<name>" for a self-registering runner
         if forge is None:
             log.warning("retire.forge_unknown", runner=runner.id, forge=runner.forge)
         elif ref:
@@ -737,19 +734,6 @@ class Reconciler:
         self.metrics.retired.labels(runner.pool, reason).inc()
         log.info("runner.retired", runner=runner.id, pool=runner.pool, reason=reason)
         return True
-
-    async def _resolve_name(self, forge: _Forge, runner: Runner) -> bool:
-        """Find the forge id of a self-registered (reusable GitHub) runner by its name."""
-        try:
-            own = await forge.provider.list_own_runners()
-        except ProviderError:
-            return False
-        for fr in own:
-            if fr.name == runner.name:
-                self._name_ids[runner.name] = fr.id
-                self.journal.update(runner.id, forge_runner_id=fr.id)
-                return True
-        return False
 
     # --- create ----------------------------------------------------------------------------------
 

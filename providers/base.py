@@ -153,11 +153,19 @@ class Provider(Protocol):
         ...
 
     async def unregister_runner(self, forge_runner_id: str) -> None:
-        """Delete the registration. Raises RunnerBusy to keep it, RunnerNotFound if gone."""
+        """Delete the registration. Raises RunnerBusy to keep it, RunnerNotFound if gone.
+
+        ``forge_runner_id`` may be ``name:<runner name>`` for a runner that registers itself
+        (a reusable GitHub runner) and whose id the daemon has not learnt yet.
+        """
         ...
 
     async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
-        """Busy/idle for these runners (only ones this instance created)."""
+        """Busy/idle for these runners (only ones this instance created), in input order.
+
+        Accepts ``name:<runner name>`` entries like :meth:`unregister_runner`; the answer
+        then carries the numeric id once the runner has registered.
+        """
         ...
 
     async def list_own_runners(self) -> Sequence[ForgeRunner]:

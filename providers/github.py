@@ -193,10 +193,14 @@ class _Tap:
         self.provider._on_response(method, url, 0, {})
 
 
-class _ObservedHTTP(HTTPRequestsConnectionClass):
-    """PyGithub's connection with our response hook installed on its session."""
+class _Observed:
+    """Mixin for PyGithub's connection classes: our response hook on their session, and
+    status 0 reported when the forge never answered."""
 
     tap: ClassVar[_Tap]
+    session: requests.Session
+    verb: str
+    url: str
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -204,27 +208,18 @@ class _ObservedHTTP(HTTPRequestsConnectionClass):
 
     def getresponse(self) -> Any:
         try:
-            return super().getresponse()
+            return super().getresponse()  # type: ignore[misc]
         except requests.RequestException:
             self.tap.failure(self.verb, self.url)  # status 0: the forge never answered
             raise
 
 
-class _ObservedHTTPS(HTTPSRequestsConnectionClass):
-    """The HTTPS twin of :class:`_ObservedHTTP`."""
+class _ObservedHTTP(_Observed, HTTPRequestsConnectionClass):
+    """PyGithub's HTTP connection, observed."""
 
-    tap: ClassVar[_Tap]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.session.hooks["response"].append(self.tap.response)
-
-    def getresponse(self) -> Any:
-        try:
-            return super().getresponse()
-        except requests.RequestException:
-            self.tap.failure(self.verb, self.url)
-            raise
+class _ObservedHTTPS(_Observed, HTTPSRequestsConnectionClass):
+    """PyGithub's HTTPS connection, observed."""
 
 
 class GitHubProvider:
