@@ -82,6 +82,8 @@ DEFAULT_IMAGES = {
 }
 _LOG_TAIL_LINES = 50
 _SPAWN_BACKOFF_MAX_S = 300.0
+#: Removed runners stay in the journal (for /runners and their logs) this long.
+_KEEP_REMOVED = timedelta(days=7)
 
 
 def utcnow() -> datetime:
@@ -176,6 +178,9 @@ class Reconciler:
         self._scale_up: dict[str, int] = {}
         self._scale_down: dict[str, int] = {}
         self._name_ids: dict[str, str] = {}
+        # Minted credentials, only so the log redactor can forget them once the runner is
+        # gone; never persisted, never shown.
+        self._credentials: dict[str, str] = {}
         self.snapshot = Snapshot(instance_id=instance_id)
         self._last_plan = Plan()
 
@@ -334,6 +339,9 @@ class Reconciler:
                     removed += 1
                     self.metrics.orphans.labels("forge_runner").inc()
                     log.info("gc.forge_runner_removed", forge=forge.name, runner=fr.name)
+            pruned = self.journal.prune(self.clock() - _KEEP_REMOVED)
+            if pruned:
+                log.info("gc.journal_pruned", rows=pruned)
             return removed
 
     async def drain(self, timeout_s: float) -> None:
@@ -731,6 +739,7 @@ class Reconciler:
         self.journal.transition(runner.id, RunnerState.REMOVED, now=self.clock(), reason=reason)
         self._activity_at.pop(runner.id, None)
         self._name_ids.pop(runner.name, None)
+        forget_secret(self._credentials.pop(runner.id, None))
         self.metrics.retired.labels(runner.pool, reason).inc()
         log.info("runner.retired", runner=runner.id, pool=runner.pool, reason=reason)
         return True
@@ -777,6 +786,7 @@ class Reconciler:
                     self._pause(forge, f"authentication failed: {exc}", self._interval())
                 return self._spawn_failed(runner_id, spec.name, "register", exc)
             register_secret(registration.credential)
+            self._credentials[runner_id] = registration.credential
             self.journal.transition(
                 runner_id,
                 RunnerState.STARTING,
@@ -816,7 +826,6 @@ class Reconciler:
                 self.journal.update(runner_id, container_id=info.id, host=info.host)
                 await self.runtime.start_container(info)
             except RuntimeFailure as exc:
-                forget_secret(registration.credential)
                 return self._spawn_failed(runner_id, spec.name, "start", exc)
             started = self.clock()
             self.journal.transition(runner_id, RunnerState.IDLE, now=started, reason="started")

@@ -304,3 +304,22 @@ async def test_a_job_taken_while_we_look_is_not_served_twice(harness: Harness) -
     finally:
         FakeForge.pending_jobs = listed  # type: ignore[method-assign]
     assert summary.created == 0, "job already taken by the existing runner"
+
+
+async def test_long_running_daemon_forgets_what_it_no_longer_needs(harness: Harness) -> None:
+    """Credentials leave the redactor when their runner is gone; old removed rows are pruned."""
+    from orchestrator import logging as olog
+
+    harness.world.add_job("gitlab", ["docker", "amd64"])
+    await harness.reconciler.run_once()
+    (runner,) = harness.runners()
+    credential = harness.world.runners[runner.forge_runner_id].credential
+    assert credential in olog._known  # noqa: SLF001 - redaction is active while it lives
+    harness.world.jobs.clear()
+    harness.clock.advance(120)
+    await harness.reconciler.run_once()
+    assert harness.journal.get(runner.id).state is RunnerState.REMOVED
+    assert credential not in olog._known  # noqa: SLF001
+    harness.clock.advance(8 * 24 * 3600)
+    await harness.reconciler.gc_forges()
+    assert harness.journal.recent() == []
