@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     Daemon,
     Sim,
     containers,
+    docker,
     github_config,
     gitlab_config,
     http,
@@ -74,8 +75,12 @@ def test_a_gitlab_job_gets_one_amd64_runner_then_nothing_is_left(
         daemon = Daemon(tmp_path, instance, config)
         try:
             job = gitlab_sim.add_job("1", ["docker", "amd64"], duration=1)
-            wait_for(lambda: containers(instance, pool="amd64"), 30, "an amd64 container")
+            (cid,) = wait_for(lambda: containers(instance, pool="amd64"), 30, "amd64 container")
             assert containers(instance, pool="arm64") == []
+            # Neither the forge token nor the runner's glrt- credential is visible from outside.
+            inspect = docker("inspect", cid)
+            assert SIM_TOKEN not in inspect and "glrt-" not in inspect
+            assert "RUNNER_CREDENTIAL_FILE" in inspect
             wait_for(lambda: job_status(gitlab_sim, job) == "success", 60, "job success")
             assert len(containers(instance, pool="amd64")) == 1
             # After the cooldown: the runner is deleted on the forge, the container is gone.
