@@ -58,6 +58,7 @@ from providers.errors import (
     ProviderAuthError,
     ProviderError,
     RateLimited,
+    RunnerBusy,
     RunnerNotFound,
     TransientProviderError,
     WebhookRejected,
@@ -444,6 +445,12 @@ class GitLabProvider:
             raise PermanentProviderError(f"GitLab answered {path} with a non-object")
         return result
 
+    def _put(self, path: str, data: JSON) -> JSON:
+        result = self._gl.http_put(path, post_data=data, obey_rate_limit=False, max_retries=0)
+        if not isinstance(result, dict):
+            raise PermanentProviderError(f"GitLab answered {path} with a non-object")
+        return result
+
     def _delete(self, path: str) -> None:
         self._gl.http_delete(path, obey_rate_limit=False, max_retries=0)
 
@@ -665,13 +672,24 @@ class GitLabProvider:
         return cached
 
     async def unregister_runner(self, forge_runner_id: str) -> None:
-        """``DELETE /runners/:id``, only for a runner whose description has our prefix."""
+        """Pause, make sure no job runs on it, then ``DELETE /runners/:id``.
+
+        GitLab deletes a runner even while it runs a job (and the job is lost), so the
+        check must not race a job pickup: a paused runner is handed no new jobs. If a job
+        is running, the runner is unpaused again and :class:`RunnerBusy` keeps it. Only a
+        runner whose description has this instance's prefix is ever touched.
+        """
         path = f"/runners/{quote(forge_runner_id, safe='')}"
         runner = await self._run(lambda: self._get(path), RunnerNotFound)
         if not str(runner.get("description") or "").startswith(self._prefix):
             raise PermanentProviderError(
                 f"runner {forge_runner_id} was not created by this instance; not deleting it"
             )
+        await self._run(lambda: self._put(path, {"paused": True}), RunnerNotFound)
+        activity = await self._activity(forge_runner_id)
+        if activity.busy:
+            await self._run(lambda: self._put(path, {"paused": False}), RunnerNotFound)
+            raise RunnerBusy(f"runner {forge_runner_id} is running job {activity.current_job}")
         await self._run(lambda: self._delete(path), RunnerNotFound)
 
     async def list_own_runners(self) -> Sequence[ForgeRunner]:

@@ -126,6 +126,7 @@ class Runner:
     project_id: int | None = None
     created_at: datetime = dataclasses.field(default_factory=_now)
     contacted_at: datetime | None = None
+    paused: bool = False
 
 
 class GitLabSim(SimBase):
@@ -366,8 +367,8 @@ class GitLabSim(SimBase):
             "id": runner.id,
             "description": runner.description,
             "ip_address": None,
-            "active": True,
-            "paused": False,
+            "active": not runner.paused,
+            "paused": runner.paused,
             "is_shared": runner.runner_type == "instance_type",
             "runner_type": runner.runner_type,
             "name": None,
@@ -668,6 +669,21 @@ async def get_runner(request: web.Request) -> web.Response:
     return web.json_response(sim.runner_details(sim.find_runner(request.match_info["id"])))
 
 
+async def update_runner(request: web.Request) -> web.Response:
+    """``PUT /runners/:id``: only ``paused`` is modelled (what the autoscaler changes)."""
+    sim = _auth(request)
+    runner = sim.find_runner(request.match_info["id"])
+    body = await _body(request)
+    if "paused" in body:
+        value = body["paused"]
+        if isinstance(value, str):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            return _error(400, "paused is invalid")
+        runner.paused = value
+    return web.json_response(sim.runner_details(runner))
+
+
 async def delete_runner(request: web.Request) -> web.Response:
     """Deleted even while it runs a job, as GitLab does; the job keeps its runner id."""
     sim = _auth(request)
@@ -839,6 +855,8 @@ async def jobs_request(request: web.Request) -> web.Response:
     body = await _body(request)
     runner = sim.runner_by_token(body.get("token"))
     runner.contacted_at = _now()
+    if runner.paused:  # GitLab hands a paused runner no jobs
+        return web.Response(status=204)
     async with sim.lock:
         for job in sorted(sim.jobs.values(), key=lambda j: j.id):
             if job.status == "pending" and _matches(runner, job):
@@ -966,6 +984,7 @@ _ROUTES: list[tuple[str, str, Callable[[web.Request], Any]]] = [
     ("GET", "/api/v4/runners/all", list_all_runners),
     ("POST", "/api/v4/runners/verify", runner_verify),
     ("GET", "/api/v4/runners/{id:\\d+}", get_runner),
+    ("PUT", "/api/v4/runners/{id:\\d+}", update_runner),
     ("DELETE", "/api/v4/runners/{id:\\d+}", delete_runner),
     ("GET", "/api/v4/runners/{id:\\d+}/jobs", list_runner_jobs),
     ("POST", "/api/v4/jobs/request", jobs_request),

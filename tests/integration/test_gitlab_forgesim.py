@@ -23,6 +23,7 @@ from providers.errors import (
     PermanentProviderError,
     ProviderAuthError,
     RateLimited,
+    RunnerBusy,
     RunnerNotFound,
     TransientProviderError,
     WebhookRejected,
@@ -273,15 +274,34 @@ async def test_runner_lifecycle_with_agent(sim: Sim, make_provider: Any) -> None
     assert await provider.list_own_runners() == []
 
 
-async def test_deleting_a_runner_with_a_running_job_still_deletes_it(
-    sim: Sim, make_provider: Any
-) -> None:
+async def test_a_runner_running_a_job_is_kept_and_unpaused(sim: Sim, make_provider: Any) -> None:
+    """GitLab would delete it and lose the job; the provider refuses instead."""
     await sim.add_job(8, ["docker"])
     provider = make_provider(sim, projects=("8",))
     reg = await provider.register_runner(_request(labels=("docker",)))
-    assert await Agent(sim, reg.credential).take() is not None
+    agent = Agent(sim, reg.credential)
+    job = await agent.take()
+    assert job is not None
+    with pytest.raises(RunnerBusy):
+        await provider.unregister_runner(reg.forge_runner_id)
+    runner = sim.state.runners[int(reg.forge_runner_id)]
+    assert runner.paused is False  # it may take jobs again
+    await agent.finish(job)
     await provider.unregister_runner(reg.forge_runner_id)
     assert (await sim.state_json())["runners"] == []
+
+
+async def test_a_paused_runner_is_handed_no_job(sim: Sim, make_provider: Any) -> None:
+    await sim.ctl("POST", "/_sim/projects", {"id": 8, "path": "app"})
+    provider = make_provider(sim, projects=("8",))
+    reg = await provider.register_runner(_request(labels=("docker",)))
+    sim.state.runners[int(reg.forge_runner_id)].paused = True
+    await sim.add_job(8, ["docker"])
+    assert await Agent(sim, reg.credential).take() is None
+    await sim.ctl(
+        "POST", f"/_sim/jobs/{(await sim.state_json())['jobs'][0]['id']}", {"status": "canceled"}
+    )
+    await provider.unregister_runner(reg.forge_runner_id)
 
 
 async def test_runner_types_follow_the_scope(sim: Sim, make_provider: Any) -> None:
@@ -441,6 +461,7 @@ async def test_every_request_is_observed(sim: Sim, make_provider: Any) -> None:
         "GET /runners",
         "GET /runners/:id",
         "DELETE /runners/:id",
+        "PUT /runners/:id",
     }
     assert {s for *_, s in seen} == {200, 201, 204}
     assert provider.health().rate_limit_remaining is not None

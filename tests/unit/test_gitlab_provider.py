@@ -23,6 +23,7 @@ from providers.errors import (
     PermanentProviderError,
     ProviderAuthError,
     RateLimited,
+    RunnerBusy,
     RunnerNotFound,
     TransientProviderError,
     WebhookRejected,
@@ -372,11 +373,28 @@ async def test_register_without_any_scope_is_permanent() -> None:
         await provider(projects=()).register_runner(request())
 
 
-async def test_unregister_checks_ownership_then_deletes(rsps: responses.RequestsMock) -> None:
+async def test_unregister_checks_ownership_pauses_checks_then_deletes(
+    rsps: responses.RequestsMock,
+) -> None:
     rsps.get(f"{API}/runners/9", json={"id": 9, "description": f"{PREFIX}p-1"})
+    rsps.put(f"{API}/runners/9", json={"id": 9, "paused": True})
+    rsps.get(f"{API}/runners/9/jobs", json=[{"id": 3, "status": "success"}])
     rsps.delete(f"{API}/runners/9", status=204)
     await provider().unregister_runner("9")
-    assert [c.request.method for c in rsps.calls] == ["GET", "DELETE"]
+    assert [c.request.method for c in rsps.calls] == ["GET", "PUT", "GET", "DELETE"]
+    assert json.loads(rsps.calls[1].request.body) == {"paused": True}
+
+
+async def test_unregister_keeps_a_runner_that_took_a_job(rsps: responses.RequestsMock) -> None:
+    """Paused first, so no job can arrive after the check; a running job means keep it."""
+    rsps.get(f"{API}/runners/9", json={"id": 9, "description": f"{PREFIX}p-1"})
+    rsps.put(f"{API}/runners/9", json={"id": 9})
+    rsps.get(f"{API}/runners/9/jobs", json=[{"id": 4, "status": "running"}])
+    with pytest.raises(RunnerBusy):
+        await provider().unregister_runner("9")
+    methods = [c.request.method for c in rsps.calls]
+    assert methods == ["GET", "PUT", "GET", "PUT"] and "DELETE" not in methods
+    assert json.loads(rsps.calls[3].request.body) == {"paused": False}
 
 
 async def test_unregister_refuses_foreign_runner(rsps: responses.RequestsMock) -> None:
