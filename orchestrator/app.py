@@ -86,6 +86,8 @@ def build_providers(
                         webhook_secret=_secret(forge.webhook_secret),
                         repo_refresh_s=forge.repo_refresh_s,
                         low_rate_limit=forge.low_rate_limit,
+                        requests_per_minute=forge.requests_per_minute,
+                        poll_interval_s=settings.poll_interval,
                     ),
                     observer=observer,
                 )

@@ -127,6 +127,8 @@ class GitHubForgeConfig(_Model):
     """HMAC secret for ``X-Hub-Signature-256`` on ``POST /webhooks/github``."""
     low_rate_limit: int = Field(500, ge=0)
     """Below this many remaining requests the poll interval stretches."""
+    requests_per_minute: int = Field(600, ge=1, le=100_000)
+    """Pace of GitHub polling (its secondary limit is 900 points/min per endpoint)."""
     repo_refresh_s: float = Field(300.0, gt=0)
 
     @field_validator("repos")
@@ -289,6 +291,8 @@ class Settings(BaseSettings):
     """HMAC secret for X-Hub-Signature-256 on POST /webhooks/github."""
     github_runner_group_id: int = Field(1, ge=1)
     """Runner group for JIT runners (1 = Default)."""
+    github_requests_per_minute: int = Field(600, ge=1)
+    """GitHub request pace per minute (its secondary limit is 900 per endpoint)."""
     min_runners: int = Field(0, ge=0)
     """Idle runners kept warm in the default pool."""
     max_runners: int = Field(10, ge=0)
@@ -452,6 +456,7 @@ class Settings(BaseSettings):
                     orgs=self.github_org,
                     webhook_secret=self.github_webhook_secret,
                     runner_group_id=self.github_runner_group_id,
+                    requests_per_minute=self.github_requests_per_minute,
                 )
             )
         return forges

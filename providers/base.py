@@ -226,5 +226,7 @@ class GitHubOptions:
     webhook_secret: str = dataclasses.field(default="", repr=False)
     repo_refresh_s: float = 300.0
     low_rate_limit: int = 500  # below this many remaining, stretch the poll interval
+    requests_per_minute: int = 600  # pace polls under GitHub's secondary limit (900/min)
+    poll_interval_s: float = 15.0  # the daemon's interval, to tell when pacing stretches it
     request_timeout_s: float = 15.0
     max_retry_sleep_s: float = 5.0

@@ -490,21 +490,25 @@ class GitHubProvider:
     # ------------------------------------------------------------------ demand
 
     def _stretched_interval(self) -> float | None:
-        """Seconds between polls so the remaining budget lasts until the reset, or None.
+        """Seconds between polls when something forces them further apart, or None.
 
-        Only when fewer than ``low_rate_limit`` requests remain. A tenth of the low mark
-        is kept back for registering and removing runners.
+        Two things can: the hourly budget (fewer than ``low_rate_limit`` requests left:
+        spread the rest until the reset, keeping a tenth of the low mark for registering
+        and removing runners), and the pace (``requests_per_minute``: a poll of many
+        repos must not burst past GitHub's secondary limit). The longer one wins.
         """
         with self._state_lock:
             remaining, reset, cost = self._rate_remaining, self._rate_reset, self._poll_cost
-        if remaining is None or reset is None or remaining >= self._options.low_rate_limit:
-            return None
-        until_reset = max(reset - time.time(), 1.0)
-        spendable = remaining - self._options.low_rate_limit // 10
-        polls = spendable / max(cost, 1)
-        if polls < 1:
-            return until_reset
-        return until_reset / polls
+        paced = max(cost, 1) * 60.0 / self._options.requests_per_minute
+        budget: float | None = None
+        if remaining is not None and reset is not None and remaining < self._options.low_rate_limit:
+            until_reset = max(reset - time.time(), 1.0)
+            polls = (remaining - self._options.low_rate_limit // 10) / max(cost, 1)
+            budget = until_reset if polls < 1 else until_reset / polls
+        longest = max(paced, budget or 0.0)
+        if budget is None and paced <= self._options.poll_interval_s:
+            return None  # the daemon's own interval is slower than any limit needs
+        return longest
 
     async def _scope_repos(self) -> list[str]:
         repos: dict[str, None] = dict.fromkeys(self._options.repos)
@@ -845,11 +849,17 @@ class GitHubProvider:
         with self._state_lock:
             remaining, limit, reset = self._rate_remaining, self._rate_limit, self._rate_reset
             total = self._requests_total
-        if stretched is not None and reset is not None:
+        low = remaining is not None and remaining < self._options.low_rate_limit
+        if stretched is not None and low and reset is not None:
             reset_at = datetime.fromtimestamp(reset, UTC).strftime("%H:%M:%SZ")
             notes.append(
                 f"poll interval stretched to {stretched:.0f}s: "
                 f"{remaining} requests left until {reset_at}"
+            )
+        elif stretched is not None:
+            notes.append(
+                f"poll interval stretched to {stretched:.0f}s to stay under "
+                f"{self._options.requests_per_minute} requests/min"
             )
         wait = self._blocked_until - time.monotonic()
         if wait > 0:

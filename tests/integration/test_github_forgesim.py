@@ -349,6 +349,26 @@ async def test_idle_polling_costs_no_rate_limit(
     assert health.poll_interval_s is None
 
 
+async def test_many_repos_are_paced_under_the_secondary_limit(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    """100 repos cost ~200 requests a poll; at 600/min polls must be >= 20 s apart."""
+    repos = tuple(f"octo/p{i}" for i in range(100))
+    for repo in repos:
+        await sim.post(f"/_sim/repos/{repo}")
+    provider = make_provider(repos=repos, requests_per_minute=600, poll_interval_s=15)
+    await provider.pending_jobs()
+    sent = (await sim.state())["requests"]
+    await provider.pending_jobs()  # too soon: answered from the last poll
+    assert (await sim.state())["requests"] == sent
+    health = provider.health()
+    assert health.poll_interval_s is not None and health.poll_interval_s >= 20
+    assert "600 requests/min" in health.note
+    few = make_provider(repos=repos[:5], requests_per_minute=600, poll_interval_s=15)
+    await few.pending_jobs()
+    assert few.health().poll_interval_s is None  # 10 requests a poll need no pacing
+
+
 async def test_org_scope_lists_org_repositories_and_registers_at_org(
     sim: Sim, make_provider: Callable[..., GitHubProvider]
 ) -> None:
