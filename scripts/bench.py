@@ -322,6 +322,8 @@ def main() -> int:
 
 def render(r: dict[str, Any]) -> str:
     m = r["machine"]
+    cost = {(c["kind"], c["scopes"]): c for c in r["forge_cost"]}
+    gh100, gl100 = cost[("github", 100)], cost[("gitlab", 100)]
     lines = [
         "# Benchmarks",
         "",
@@ -367,13 +369,14 @@ def render(r: dict[str, Any]) -> str:
         "Reading the figures: webhook mode is where the about-a-second promise comes from; "
         "poll mode is the safety net and costs on average half an interval. The burst ratio "
         "is the price of registering each runner at the forge and journalling every step "
-        "before it happens. GitHub polls two run lists per repo (queued and in_progress), so "
-        "100 repos at the default 15 s interval make about 750 conditional requests a minute: "
-        "free against the hourly budget, but near GitHub's secondary limit of 900 points a "
-        "minute per endpoint. For that many repos use the org webhook and a longer "
-        "POLL_INTERVAL. GitLab stays inside its request budget (300/min by default) by polling "
-        "only part of the projects each round when the budget cannot cover them all (100 "
-        "projects: about 55 per reconcile).",
+        "before it happens. GitHub polls two run lists per repo (queued and in_progress); "
+        "for 100 repos at the default 15 s interval that would be about 800 conditional "
+        "requests a minute, near GitHub's secondary limit (900 points/min per endpoint), so "
+        "the provider paces polls to GITHUB_REQUESTS_PER_MINUTE (600 by default): measured "
+        f"{gh100['requests_per_idle_hour'] // 60} requests a minute here, none of them "
+        "against the hourly budget. GitLab stays inside its request budget by polling "
+        "only part of the projects each round when the budget cannot cover them all "
+        f"(100 projects: {gl100['requests_per_reconcile']} requests per reconcile).",
         "",
     ]
     return "\n".join(lines)
