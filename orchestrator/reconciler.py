@@ -705,9 +705,10 @@ class Reconciler:
         ref = self._forge_ref(runner)  # "name:<name>" for a self-registering runner
         if forge is None:
             log.warning("retire.forge_unknown", runner=runner.id, forge=runner.forge)
-        elif ref:
+        unregistered = True
+        if forge is not None and ref:
             try:
-                await forge.provider.unregister_runner(ref)
+                await forge.provider.unregister_runner(ref, force=force)
             except RunnerNotFound:
                 pass
             except RunnerBusy:
@@ -717,6 +718,8 @@ class Reconciler:
                         runner.id, RunnerState.BUSY, now=now, reason="forge_refused_busy"
                     )
                     return False
+                # The forge will not drop a busy runner (GitHub): stop it first, retry below.
+                unregistered = False
             except ProviderError as exc:
                 self.metrics.failures.labels(runner.pool, "unregister").inc()
                 self.journal.update(runner.id, error=f"unregister failed: {exc}")
@@ -735,6 +738,16 @@ class Reconciler:
                 self.metrics.failures.labels(runner.pool, "remove").inc()
                 self.journal.update(runner.id, error=f"container removal failed: {exc}")
                 log.warning("retire.remove_failed", runner=runner.id, error=str(exc))
+                return False
+        if not unregistered and forge is not None:
+            try:
+                await forge.provider.unregister_runner(ref, force=True)
+            except RunnerNotFound:
+                pass
+            except ProviderError as exc:
+                # Stays draining with its container gone: the next reconcile retries.
+                self.journal.update(runner.id, error=f"unregister pending: {exc}")
+                log.info("retire.unregister_pending", runner=runner.id, error=str(exc))
                 return False
         self.journal.transition(runner.id, RunnerState.REMOVED, now=self.clock(), reason=reason)
         self._activity_at.pop(runner.id, None)

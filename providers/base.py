@@ -152,8 +152,12 @@ class Provider(Protocol):
         """Register a runner and return its short-lived credential and start command."""
         ...
 
-    async def unregister_runner(self, forge_runner_id: str) -> None:
+    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
         """Delete the registration. Raises RunnerBusy to keep it, RunnerNotFound if gone.
+
+        ``force``: the caller is removing the runner's container anyway (it exited, or a
+        drain deadline passed): delete even if it is busy, where the forge allows that.
+        A forge that refuses outright (GitHub) still raises RunnerBusy.
 
         ``forge_runner_id`` may be ``name:<runner name>`` for a runner that registers itself
         (a reusable GitHub runner) and whose id the daemon has not learnt yet.

@@ -714,7 +714,7 @@ class GitHubProvider:
                 raise RunnerBusy(f"{self.name}: runner {runner_id} is busy") from exc
             raise
 
-    async def unregister_runner(self, forge_runner_id: str) -> None:
+    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
         """Delete the registration (an id or ``name:<name>``); never a busy runner.
 
         There is no look-before-delete: GitHub's 422 on a busy runner is the only race-free

@@ -671,12 +671,13 @@ class GitLabProvider:
             cached = self._ids[(kind, ref)] = int(entity["id"])
         return cached
 
-    async def unregister_runner(self, forge_runner_id: str) -> None:
+    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
         """Pause, make sure no job runs on it, then ``DELETE /runners/:id``.
 
         GitLab deletes a runner even while it runs a job (and the job is lost), so the
         check must not race a job pickup: a paused runner is handed no new jobs. If a job
-        is running, the runner is unpaused again and :class:`RunnerBusy` keeps it. Only a
+        is running, the runner is unpaused again and :class:`RunnerBusy` keeps it. With
+        ``force`` (its container is going away anyway) it is deleted straight away. Only a
         runner whose description has this instance's prefix is ever touched.
         """
         path = f"/runners/{quote(forge_runner_id, safe='')}"
@@ -685,6 +686,9 @@ class GitLabProvider:
             raise PermanentProviderError(
                 f"runner {forge_runner_id} was not created by this instance; not deleting it"
             )
+        if force:
+            await self._run(lambda: self._delete(path), RunnerNotFound)
+            return
         await self._run(lambda: self._put(path, {"paused": True}), RunnerNotFound)
         activity = await self._activity(forge_runner_id)
         if activity.busy:

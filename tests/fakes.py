@@ -130,7 +130,7 @@ class FakeForge:
         self.instance_id = instance_id
         self.webhook_secret = webhook_secret
         self.fail: ProviderError | None = None  # raised by every call while set
-        self.refuse_busy_delete = kind == "github"
+        self.refuse_busy_delete = True
         self.calls: list[str] = []
         self.closed = False
 
@@ -163,12 +163,13 @@ class FakeForge:
             credential_env="CI_SERVER_TOKEN",
         )
 
-    async def unregister_runner(self, forge_runner_id: str) -> None:
+    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
         self._check("unregister_runner")
         runner = self.world.runners.get(forge_runner_id)
         if runner is None:
             raise RunnerNotFound(forge_runner_id)
-        if runner.busy and self.refuse_busy_delete:
+        # GitHub refuses a busy runner even when forced; GitLab (our provider) only without.
+        if runner.busy and (self.kind == "github" or (self.refuse_busy_delete and not force)):
             raise RunnerBusy(forge_runner_id)
         del self.world.runners[forge_runner_id]
         self.world.events.append(f"unregister {forge_runner_id}")

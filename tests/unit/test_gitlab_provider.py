@@ -385,6 +385,14 @@ async def test_unregister_checks_ownership_pauses_checks_then_deletes(
     assert json.loads(rsps.calls[1].request.body) == {"paused": True}
 
 
+async def test_forced_unregister_deletes_without_pausing(rsps: responses.RequestsMock) -> None:
+    """Its container is going away anyway (exited, or a drain deadline passed)."""
+    rsps.get(f"{API}/runners/9", json={"id": 9, "description": f"{PREFIX}p-1"})
+    rsps.delete(f"{API}/runners/9", status=204)
+    await provider().unregister_runner("9", force=True)
+    assert [c.request.method for c in rsps.calls] == ["GET", "DELETE"]
+
+
 async def test_unregister_keeps_a_runner_that_took_a_job(rsps: responses.RequestsMock) -> None:
     """Paused first, so no job can arrive after the check; a running job means keep it."""
     rsps.get(f"{API}/runners/9", json={"id": 9, "description": f"{PREFIX}p-1"})

@@ -323,3 +323,52 @@ async def test_long_running_daemon_forgets_what_it_no_longer_needs(harness: Harn
     harness.clock.advance(8 * 24 * 3600)
     await harness.reconciler.gc_forges()
     assert harness.journal.recent() == []
+
+
+async def test_drain_deadline_removes_a_busy_gitlab_runner_and_its_registration(
+    harness: Harness,
+) -> None:
+    job = harness.world.add_job("gitlab", ["docker", "amd64"])
+    await harness.reconciler.run_once()
+    (runner,) = harness.runners()
+    harness.world.take_job(runner.forge_runner_id, job)
+    await harness.reconciler.drain(timeout_s=0)  # deadline already passed: force
+    assert harness.runners() == []
+    assert harness.world.runners == {} and harness.world.live_containers() == []
+
+
+async def test_forced_retire_of_a_busy_github_runner_finishes_once_the_forge_lets_go(
+    make_settings: Callable[..., Settings], clock: Clock
+) -> None:
+    settings = make_settings(
+        gitlab_url=None,
+        gitlab_token=None,
+        gitlab_projects=[],
+        github_token="ghp_testtoken0123456789abcdef",
+        github_repo=["o/r"],
+        pools=[{"name": "gh", "labels": ["docker"], "cooldown_s": 60}],
+    )
+    world = FakeWorld()
+    h = Harness(settings, clock, world=world)
+    h.forge = FakeForge(world, name="github", kind="github")
+    h.reconciler = Reconciler(
+        settings=settings,
+        journal=h.journal,
+        providers={"github": h.forge},
+        runtime=h.runtime,
+        metrics=h.metrics,
+        instance_id="test",
+        clock=clock,
+    )
+    job = world.add_job("github", ["self-hosted", "docker"])
+    await h.reconciler.run_once()
+    (runner,) = h.runners()
+    world.take_job(runner.forge_runner_id, job)
+    await h.reconciler.drain(timeout_s=0)
+    # GitHub refuses to drop a busy runner: its container is gone, the row waits.
+    assert world.live_containers() == []
+    assert h.journal.get(runner.id).state is RunnerState.DRAINING
+    world.finish_job(job)  # the forge notices the runner is gone and not busy
+    await h.reconciler.run_once()
+    assert h.journal.get(runner.id).state is RunnerState.REMOVED
+    assert world.runners == {}
