@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,67 +108,65 @@ def baseline_burst(n: int = 50, concurrency: int = 8) -> float:
     return elapsed
 
 
-def latency_poll(tmp: Path, n: int = 10) -> list[float]:
-    sim = Sim("gitlab", SIM_TOKEN)
-    instance = "benchpoll"
-    daemon = Daemon(tmp, instance, gitlab_config(sim, [pool("p", ["docker"])], poll_interval=2))
+def _pickup(
+    sim: Sim,
+    daemon: Daemon,
+    instance: str,
+    queue: Callable[[], str],
+    done: str,
+    n: int,
+    pause: float,
+) -> list[float]:
+    """Queue n jobs one after another; time each from queued to its container running."""
     out = []
     try:
         for _ in range(n):
             before = running(instance)
             started = time.monotonic()
-            job = sim.add_job("1", ["docker"], 0.5)
+            job = queue()
             wait_for(lambda b=before: running(instance) > b, 30, "container", 0.02)
             out.append(time.monotonic() - started)
             wait_for(
-                lambda j=job: any(
-                    str(x["id"]) == j and x["status"] == "success" for x in sim.jobs()
-                ),
+                lambda j=job: any(str(x["id"]) == j and x["status"] == done for x in sim.jobs()),
                 30,
                 "job done",
             )
             wait_for(lambda: running(instance) == 0, 30, "container gone", 0.1)
-            time.sleep(0.7)  # land at a different phase of the poll interval each time
+            time.sleep(pause)
     finally:
         daemon.stop()
         sim.stop()
         cleanup_instance(instance)
     return out
+
+
+def latency_poll(tmp: Path, n: int = 10) -> list[float]:
+    sim = Sim("gitlab", SIM_TOKEN)
+    config = gitlab_config(sim, [pool("p", ["docker"])], poll_interval=2)
+    daemon = Daemon(tmp, "benchpoll", config)
+    # 0.7 s pauses land each job at a different phase of the 2 s poll interval.
+    return _pickup(
+        sim, daemon, "benchpoll", lambda: sim.add_job("1", ["docker"], 0.5), "success", n, 0.7
+    )
 
 
 def latency_webhook(tmp: Path, n: int = 10) -> list[float]:
     sim = Sim("github", GH_TOKEN)
-    instance = "benchhook"
     config = github_config(sim, [pool("p", ["docker"])], poll_interval=120)
     config["forges"][0]["webhook_secret"] = "hook-secret"
-    daemon = Daemon(tmp, instance, config)
-    http(
-        "POST",
-        f"{sim.url}/_sim/webhook-target",
-        {"url": f"{daemon.url}/webhooks/github", "secret": "hook-secret"},
+    daemon = Daemon(tmp, "benchhook", config)
+    target = {"url": f"{daemon.url}/webhooks/github", "secret": "hook-secret"}
+    http("POST", f"{sim.url}/_sim/webhook-target", target)
+    time.sleep(2)  # past the startup reconcile; the next poll is two minutes away
+    return _pickup(
+        sim,
+        daemon,
+        "benchhook",
+        lambda: sim.add_job("acme/app", ["self-hosted", "docker"], 0.5),
+        "completed",
+        n,
+        0.0,
     )
-    time.sleep(2)
-    out = []
-    try:
-        for _ in range(n):
-            before = running(instance)
-            started = time.monotonic()
-            job = sim.add_job("acme/app", ["self-hosted", "docker"], 0.5)
-            wait_for(lambda b=before: running(instance) > b, 30, "container", 0.02)
-            out.append(time.monotonic() - started)
-            wait_for(
-                lambda j=job: any(
-                    str(x["id"]) == j and x["status"] == "completed" for x in sim.jobs()
-                ),
-                30,
-                "job done",
-            )
-            wait_for(lambda: running(instance) == 0, 30, "container gone", 0.1)
-    finally:
-        daemon.stop()
-        sim.stop()
-        cleanup_instance(instance)
-    return out
 
 
 def burst(tmp: Path, n: int = 50) -> float:
