@@ -226,6 +226,51 @@ def test_e_webhook_starts_a_container_within_about_a_second(
         print(f"webhook -> container latency {latency:.2f}s")
 
 
+def test_e2_gitlab_job_hook_starts_a_container_within_about_a_second(
+    gitlab_sim: Sim, instance: str, tmp_path: Path
+) -> None:
+    """GitLab's Job Hook has no tags: the daemon fetches them, then starts the runner.
+    (The simulator does not deliver hooks; the test posts the one GitLab would send.)"""
+    config = gitlab_config(gitlab_sim, [pool("hook", ["docker"])], poll_interval=120)
+    config["forges"][0]["webhook_secret"] = "hook-secret"
+    with no_leaks(instance):
+        daemon = Daemon(tmp_path, instance, config)
+        try:
+            time.sleep(2)  # the startup reconcile is over; the next poll is far away
+            started = time.monotonic()
+            job = gitlab_sim.add_job("1", ["docker"], 1)
+            hook = {
+                "object_kind": "build",
+                "build_id": int(job),
+                "build_status": "pending",
+                "project_id": 1,
+                "project_name": "sim / app",
+                "runner": None,
+            }
+            status, body = http(
+                "POST",
+                f"{daemon.url}/webhooks/gitlab",
+                hook,
+                headers={"X-Gitlab-Token": "hook-secret", "X-Gitlab-Event": "Job Hook"},
+            )
+            assert status == 202, body
+            wait_for(lambda: containers(instance), 10, "container after Job Hook", 0.05)
+            latency = time.monotonic() - started
+            assert latency < 5, f"Job Hook reaction took {latency:.2f}s"
+            bad, _ = http(
+                "POST",
+                f"{daemon.url}/webhooks/gitlab",
+                hook,
+                headers={"X-Gitlab-Token": "wrong", "X-Gitlab-Event": "Job Hook"},
+            )
+            assert bad == 401
+            wait_for(lambda: job_status(gitlab_sim, job) == "success", 60, "job done")
+            wait_for(lambda: not containers(instance), 60, "container gone")
+        finally:
+            daemon.stop()
+        print(f"Job Hook -> container latency {latency:.2f}s")
+
+
 def test_f_kill_9_mid_burst_then_restart_finishes_everything(
     gitlab_sim: Sim, instance: str, tmp_path: Path
 ) -> None:
