@@ -93,7 +93,6 @@ class WaitReason(StrEnum):
     GLOBAL_MAX = "global_max"
     FORGE_PAUSED = "forge_paused"
     POOL_UNAVAILABLE = "pool_unavailable"  # e.g. its Docker host is down
-    UNTAGGED_NOT_ALLOWED = "untagged_not_allowed"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ writing, and runs the planner. Docker is not contacted: host capacity is assumed
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,28 +63,12 @@ class _NoRuntime:
         return None
 
 
-def _read_only_journal(settings: Settings) -> Journal:
-    path = settings.journal_path
-    if path.is_file():
-        journal = Journal.__new__(Journal)
-        journal.path = path
-        journal._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        journal._db.row_factory = sqlite3.Row
-        return journal
-    return Journal(":memory:")
-
-
 async def dry_run(settings: Settings) -> dict[str, Any]:
     """Plan once and describe it as plain data."""
     from orchestrator.app import build_providers
 
-    journal = _read_only_journal(settings)
-    row = None
-    try:
-        row = journal._db.execute("SELECT value FROM meta WHERE key='instance_id'").fetchone()
-    except sqlite3.Error:
-        row = None
-    instance_id = settings.instance_id or (row[0] if row else "plan")
+    journal = Journal.open_read_only(settings.journal_path)
+    instance_id = settings.instance_id or journal.stored_instance_id() or "plan"
     metrics = Metrics()
     providers = build_providers(settings, instance_id, metrics.observe_request)
     reconciler = Reconciler(
@@ -98,15 +81,7 @@ async def dry_run(settings: Settings) -> dict[str, Any]:
     )
     try:
         jobs, plan = await reconciler.plan_only()
-        forges = [
-            {
-                "name": f.name,
-                "kind": f.kind.value,
-                "pending": len(f.jobs),
-                "error": f.paused,
-            }
-            for f in reconciler._forges.values()
-        ]
+        forges = reconciler.forge_report()
     finally:
         for provider in providers.values():
             await provider.aclose()

@@ -35,7 +35,6 @@ from orchestrator.labels import pool_labels
 from orchestrator.logging import forget_secret, register_secret
 from orchestrator.metrics import Metrics
 from orchestrator.models import (
-    FREE_STATES,
     STARTING_STATES,
     CreateRequest,
     ForgeKind,
@@ -237,6 +236,13 @@ class Reconciler:
         jobs = self._demand()
         plan = self._plan(jobs, self.journal.active(), consume_manual=False)
         return jobs, plan
+
+    def forge_report(self) -> list[dict[str, object]]:
+        """Each forge's last poll: name, kind, pending job count and pause reason."""
+        return [
+            {"name": f.name, "kind": f.kind.value, "pending": len(f.jobs), "error": f.paused}
+            for f in self._forges.values()
+        ]
 
     async def retire_now(self, runner_id: str) -> Runner:
         """Operator DELETE: retire one runner now, unless it is busy (then keep it)."""
@@ -959,9 +965,6 @@ class Reconciler:
                 "retire": [dataclasses.asdict(r) for r in plan.retire],
             },
         )
-
-    def free_runners(self) -> int:
-        return sum(1 for r in self.journal.active() if r.state in FREE_STATES)
 
 
 def _gpus(cfg: PoolConfig) -> GpuRequest:

@@ -125,6 +125,25 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
+    @classmethod
+    def open_read_only(cls, path: Path) -> Journal:
+        """The journal at ``path`` for reading only (``plan``); an empty one if absent."""
+        if not path.is_file():
+            return cls(":memory:")
+        journal = cls.__new__(cls)
+        journal.path = path
+        journal._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        journal._db.row_factory = sqlite3.Row
+        return journal
+
+    def stored_instance_id(self) -> str:
+        """The instance id kept in the journal, or '' (never writes, unlike instance_id)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='instance_id'").fetchone()
+        except sqlite3.Error:
+            return ""
+        return str(row["value"]) if row else ""
+
     def close(self) -> None:
         self._db.close()
 

@@ -49,7 +49,6 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 PROVIDERS: web.AppKey[Mapping[str, Provider]] = web.AppKey("providers", dict)
 LAST_TICK: web.AppKey[Callable[[], float]] = web.AppKey("last_tick", object)  # type: ignore[arg-type]
-STARTED: web.AppKey[float] = web.AppKey("started", float)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -280,7 +279,6 @@ def create_app(
     app[METRICS] = metrics_
     app[PROVIDERS] = providers
     app[LAST_TICK] = last_tick
-    app[STARTED] = time.monotonic()
     reads: dict[str, Any] = {
         "health": health,
         "ready": ready,

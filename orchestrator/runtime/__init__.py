@@ -84,11 +84,6 @@ class ContainerSpec:
     hosts: tuple[str, ...] = ()  # allowed Docker hosts; () = any that fits
 
 
-ContainerStatus = Literal[
-    "created", "running", "paused", "restarting", "removing", "exited", "dead"
-]
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class ContainerInfo:
     """A labelled container as the runtime sees it."""
