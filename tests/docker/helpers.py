@@ -49,5 +49,17 @@ async def wait_exited(
         await asyncio.sleep(0.2)
 
 
+def jit_runner_spec(runtime: DockerRuntime, jit: str) -> ContainerSpec:
+    """A GitHub JIT runner exactly as the daemon starts one, on the host network."""
+    return make_spec(
+        runtime,
+        forge="github",
+        command=("/home/runner/run.sh",),
+        credential=jit,
+        credential_env="ACTIONS_RUNNER_INPUT_JITCONFIG",
+        network="host",
+    )
+
+
 def replace(spec: ContainerSpec, **changes: Any) -> ContainerSpec:
     return dataclasses.replace(spec, **changes)

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.runtime.docker_engine import DockerRuntime
 
 from .conftest import Events
-from .helpers import make_spec, wait_exited
+from .helpers import jit_runner_spec, make_spec, wait_exited
 from .stubforge import StubForge
 
 pytestmark = pytest.mark.docker
@@ -89,14 +89,7 @@ async def test_gitlab_runner_wait_timeout_and_sigterm(
 async def test_github_jit_runner(runtime: DockerRuntime, forge: StubForge, events: Events) -> None:
     jit = forge.jit_config("jit-runner-1")
     job_id = forge.add_github_job(duration=0.5)
-    spec = make_spec(
-        runtime,
-        forge="github",
-        command=("/home/runner/run.sh",),
-        credential=jit,
-        credential_env="ACTIONS_RUNNER_INPUT_JITCONFIG",
-        network="host",
-    )
+    spec = jit_runner_spec(runtime, jit)
     info = await runtime.start_container(await runtime.create(spec))
     died = await events.wait_for(info.id, "die", timeout=20)
     assert died.exit_code == 0, await runtime.logs("local", info.id)

@@ -17,7 +17,7 @@ import pytest
 from orchestrator.runtime.docker_engine import DockerRuntime
 
 from .conftest import Events
-from .helpers import make_spec, wait_exited
+from .helpers import jit_runner_spec, make_spec, wait_exited
 
 pytestmark = pytest.mark.docker
 API_TOKEN = "sim-api-token"
@@ -105,14 +105,7 @@ async def test_github_jit_shim_against_forgesim(runtime: DockerRuntime, events: 
             jit = (await resp.json())["encoded_jit_config"]
         job_id = await _github_job(http, sim.url, 0.5)
 
-        spec = make_spec(
-            runtime,
-            forge="github",
-            command=("/home/runner/run.sh",),
-            credential=jit,
-            credential_env="ACTIONS_RUNNER_INPUT_JITCONFIG",
-            network="host",
-        )
+        spec = jit_runner_spec(runtime, jit)
         info = await runtime.start_container(await runtime.create(spec))
         died = await events.wait_for(info.id, "die", timeout=30)
         assert died.exit_code == 0, await runtime.logs("local", info.id)
