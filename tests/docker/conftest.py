@@ -30,6 +30,10 @@ from orchestrator.runtime.docker_engine import DockerRuntime
 ROOT = Path(__file__).resolve().parents[2]
 TEST_IMAGE = "runner-orchestrator/test-runner:latest"
 TEST_PREFIX = "rotest"
+#: This pytest session's own prefix: the leak check at session end looks only at objects
+#: of this session, so concurrent sessions on one engine (worktrees, CI) never see or
+#: remove each other's containers.
+SESSION_PREFIX = TEST_PREFIX + secrets.token_hex(2)
 #: The engine under test; override to point the suite elsewhere (or at nothing).
 DOCKER_URL = os.environ.get("RO_TEST_DOCKER_HOST", "unix:///var/run/docker.sock")
 HERE = Path(__file__).resolve().parent
@@ -67,7 +71,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def new_instance_id() -> str:
-    return TEST_PREFIX + secrets.token_hex(4)
+    return SESSION_PREFIX + secrets.token_hex(4)
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +91,7 @@ def _leftovers(client: Any) -> list[tuple[str, Any]]:
     ):
         for obj in objects:
             labels = obj.attrs.get("Labels") or (obj.attrs.get("Config") or {}).get("Labels") or {}
-            if str(labels.get(LABEL_INSTANCE, "")).startswith(TEST_PREFIX):
+            if str(labels.get(LABEL_INSTANCE, "")).startswith(SESSION_PREFIX):
                 found.append((kind, obj))
     return found
 
