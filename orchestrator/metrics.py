@@ -148,7 +148,7 @@ class Metrics:
         )
         self.failures = Counter(
             f"{NS}_runner_failures",
-            "Runner failures by stage (register, create, start, unregister, remove, exited).",
+            "Runner failures by stage (register, start, early_exit, unregister, remove, exited).",
             ["pool", "stage"],
             registry=r,
         )

@@ -223,9 +223,6 @@ class FakeForge:
     def health(self) -> ProviderHealth:
         return ProviderHealth(requests_total=len(self.calls))
 
-    async def release_unused(self) -> None:
-        return None
-
     async def aclose(self) -> None:
         self.closed = True
 
@@ -241,7 +238,11 @@ class FakeRuntime:
         self.host_names = tuple(hosts)
         self.down: set[str] = set()
         self.fail_start: str = ""  # error message for start_container while set
+        #: pool -> exit code: that pool's containers start, then exit at once (a broken
+        #: runner command, a runner that cannot reach its forge).
+        self.exit_at_start: dict[str, int] = {}
         self.on_event: EventCallback | None = None
+        self.released = 0
         self.closed = False
 
     async def start(self, on_event: EventCallback) -> None:
@@ -264,6 +265,9 @@ class FakeRuntime:
         container = self.world.containers[info.id]
         container.status = "running"
         self.world.events.append(f"start {info.id}")
+        code = self.exit_at_start.get(container.spec.pool)
+        if code is not None:
+            container.status, container.exit_code = "exited", code
         return self._info(container)
 
     def exit(self, container_id: str, code: int = 0) -> None:
@@ -302,6 +306,9 @@ class FakeRuntime:
         )
 
     async def logs(self, host: str, container_id: str, tail: int = 100) -> str:
+        container = self.world.containers.get(container_id)
+        if container is not None and container.spec.pool in self.exit_at_start:
+            return f"log of {container_id}\nERROR: could not reach the forge\n"
         return f"log of {container_id}\njob done\n"
 
     def hosts(self) -> Sequence[HostStatus]:
@@ -322,6 +329,9 @@ class FakeRuntime:
         if all(h in self.down for h in self.host_names):
             return "every docker host is down"
         return ""
+
+    async def release_unused(self) -> None:
+        self.released += 1
 
     async def aclose(self) -> None:
         self.closed = True
