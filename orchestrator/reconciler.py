@@ -230,16 +230,15 @@ class Reconciler:
         with no row are removed by the next reconcile's settle step.
         """
         async with self._lock:
-            await recover(self.journal, self.lifecycle, self.clock())
+            recover(self.journal, await self.lifecycle.list_containers(), self.clock())
 
     async def gc_forges(self) -> int:
         """The forge sweep: finish pending unregistrations, then delete registrations this
         instance created that no runner row accounts for (never a busy one, never one
         without this instance's name prefix). Also prunes old removed journal rows."""
         async with self._lock:
-            removed = await sweep_forges(
-                self.forges, self.journal, self.lifecycle, self.metrics, self.instance_id
-            )
+            removed = await self.lifecycle.sweep_orphaned()
+            removed += await sweep_forges(self.forges, self.journal, self.metrics, self.instance_id)
             pruned = self.journal.prune(self.clock() - _KEEP_REMOVED)
             if pruned:
                 log.info("gc.journal_pruned", rows=pruned)
@@ -389,6 +388,8 @@ class Reconciler:
             unavailable=self.lifecycle.unavailable_pools(),
             forges=self.forges.statuses(),
             hosts=self.runtime.hosts(),
-            orphaned=orphaned_registrations(active, self.lifecycle),
+            orphaned=orphaned_registrations(
+                active, self.lifecycle.unregister, self.lifecycle.activity.forge_ref
+            ),
             run=run,
         )

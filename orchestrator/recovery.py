@@ -4,37 +4,35 @@
   (the normal retire path cleans them up); rows whose container runs are adopted.
 * :func:`remove_orphan_container` (every settle): a labelled container with no runner
   row is removed, and its forge registration (from its label) deleted.
-* :func:`sweep_forges` (every ``GC_INTERVAL``): pending unregistrations are retried
-  now, then registrations with this instance's name prefix that no row accounts for are
-  deleted (never a busy one, never one of another instance).
+* :func:`sweep_forges` (every ``GC_INTERVAL``, after the lifecycle retried its pending
+  unregistrations): registrations with this instance's name prefix that no row accounts
+  for are deleted (never a busy one, never one of another instance).
+* :func:`orphaned_registrations`: the pending unregistrations, for ``/status``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import structlog
 
+from orchestrator.backoff import RetryBook
 from orchestrator.forges import ForgeTracker
 from orchestrator.metrics import Metrics
 from orchestrator.models import STARTING_STATES, Runner, RunnerState
-from orchestrator.runtime import ContainerInfo, ContainerRuntime, RuntimeFailure
+from orchestrator.runtime import ContainerInfo, ContainerRuntime, Listing, RuntimeFailure
 from orchestrator.snapshot import OrphanedRegistration
 from orchestrator.state import Journal
 from providers.base import runner_name_prefix
 from providers.errors import ProviderAuthError, ProviderError, RunnerBusy, RunnerNotFound
 
-if TYPE_CHECKING:
-    from orchestrator.lifecycle import RunnerLifecycle
-
 log = structlog.get_logger("orchestrator.recovery")
 
 
-async def recover(journal: Journal, lifecycle: RunnerLifecycle, now: datetime) -> None:
-    """Finish or roll back what a previous run left half done (see the module doc)."""
-    listing = await lifecycle.list_containers()
+def recover(journal: Journal, listing: Listing | None, now: datetime) -> None:
+    """Finish or roll back what a previous run left half done (see the module doc).
+    ``listing`` None: the runtime did not answer, so no starting runner can be adopted."""
     by_id = {c.runner_id: c for c in listing.containers} if listing else {}
     adopted = failed = 0
     for runner in journal.active():
@@ -92,15 +90,10 @@ async def remove_orphan_container(
 
 
 async def sweep_forges(
-    forges: ForgeTracker,
-    journal: Journal,
-    lifecycle: RunnerLifecycle,
-    metrics: Metrics,
-    instance_id: str,
+    forges: ForgeTracker, journal: Journal, metrics: Metrics, instance_id: str
 ) -> int:
-    """Finish pending unregistrations, then delete leaked registrations of this instance.
-    Returns how many registrations went."""
-    removed = await lifecycle.sweep_orphaned()
+    """Delete leaked registrations of this instance. Returns how many went."""
+    removed = 0
     names = {r.name for r in journal.active()}
     prefix = runner_name_prefix(instance_id)
     for forge in forges.forges.values():
@@ -136,7 +129,7 @@ async def sweep_forges(
 
 
 def orphaned_registrations(
-    active: Sequence[Runner], lifecycle: RunnerLifecycle
+    active: Sequence[Runner], retries: RetryBook, forge_ref: Callable[[Runner], str]
 ) -> list[OrphanedRegistration]:
     """Runners whose forge registration is still to be deleted, with why and when next."""
     rows = {r.id: r for r in active}
@@ -146,11 +139,11 @@ def orphaned_registrations(
             name=r.name,
             pool=r.pool,
             forge=r.forge,
-            forge_runner_id=lifecycle.activity.forge_ref(r),
+            forge_runner_id=forge_ref(r),
             reason=retry.reason,
             attempts=retry.attempts,
             retry_at=retry.next_at,
         )
-        for runner_id, retry in lifecycle.unregister
+        for runner_id, retry in retries
         if (r := rows.get(runner_id)) is not None
     ]

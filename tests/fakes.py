@@ -20,6 +20,7 @@ from orchestrator.runtime import (
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
+    ContainerStartError,
     EventCallback,
     GpuRequest,
     HostStatus,
@@ -249,6 +250,10 @@ class FakeRuntime:
         self.on_event = on_event
 
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        if spec.instance_id and spec.instance_id != self.instance_id:
+            raise ContainerStartError(
+                f"spec is for instance {spec.instance_id!r}, this runtime is {self.instance_id!r}"
+            )
         host = next((h for h in self.host_names if h not in self.down), None)
         if host is None:
             raise HostUnavailable("local", "all hosts down")
@@ -258,8 +263,6 @@ class FakeRuntime:
         return self._info(self.world.containers[cid])
 
     async def start_container(self, info: ContainerInfo) -> ContainerInfo:
-        from orchestrator.runtime import ContainerStartError
-
         if self.fail_start:
             raise ContainerStartError(self.fail_start, host=info.host, container_id=info.id)
         container = self.world.containers[info.id]

@@ -36,12 +36,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import io
 import tarfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
 
@@ -215,6 +218,7 @@ class DockerRuntime:
         self._hosts = {h.name: _Host(h) for h in hosts}
         self._max_concurrency = max(1, max_concurrency)
         self._semaphore: asyncio.Semaphore | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_event: EventCallback | None = None
         self._labels = labels_for(instance_id)
@@ -224,11 +228,18 @@ class DockerRuntime:
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A blocking SDK call in a worker thread, bounded by the semaphore."""
+        """A blocking SDK call in one of this runtime's own worker threads, bounded by the
+        semaphore. Own threads, not the loop's default pool: a forge adapter whose calls
+        hang (a trickling forge) can fill the default pool, and must not stall Docker."""
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._max_concurrency, thread_name_prefix="docker-runtime"
+            )
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         async with self._semaphore:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _host(self, name: str) -> _Host:
         try:
@@ -375,6 +386,9 @@ class DockerRuntime:
             host.ok = False
             host.error = "closed"
             host.network_ready = False
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     # --- events -----------------------------------------------------------------------------
 
