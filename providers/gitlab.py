@@ -41,6 +41,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from providers.base import (
+    ForgeKind,
     ForgeRunner,
     GitLabOptions,
     PendingJob,
@@ -48,6 +49,7 @@ from providers.base import (
     Registration,
     RequestObserver,
     RunnerActivity,
+    RunnerRef,
     RunnerRequest,
     WebhookResult,
     ignore_request,
@@ -317,7 +319,7 @@ class _Project:
 class GitLabProvider:
     """:class:`providers.base.Provider` for one GitLab instance (REST v4 + GraphQL)."""
 
-    kind = "gitlab"
+    kind = ForgeKind.GITLAB
 
     def __init__(
         self,
@@ -671,7 +673,7 @@ class GitLabProvider:
             cached = self._ids[(kind, ref)] = int(entity["id"])
         return cached
 
-    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
+    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None:
         """Pause, make sure no job runs on it, then ``DELETE /runners/:id``.
 
         GitLab deletes a runner even while it runs a job (and the job is lost), so the
@@ -680,9 +682,10 @@ class GitLabProvider:
         ``force`` (its container is going away anyway) it is deleted straight away. Only a
         runner whose description has this instance's prefix is ever touched.
         """
+        forge_runner_id = _runner_id(RunnerRef.of(runner))
         path = f"/runners/{quote(forge_runner_id, safe='')}"
-        runner = await self._run(lambda: self._get(path), RunnerNotFound)
-        if not str(runner.get("description") or "").startswith(self._prefix):
+        entity = await self._run(lambda: self._get(path), RunnerNotFound)
+        if not str(entity.get("description") or "").startswith(self._prefix):
             raise PermanentProviderError(
                 f"runner {forge_runner_id} was not created by this instance; not deleting it"
             )
@@ -719,10 +722,11 @@ class GitLabProvider:
                 pass  # not an admin after all: the runners this user manages still count
         return await self._run(lambda: self._list("/runners"))
 
-    async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
+    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
         """Busy while a job runs on it; ``last_job_ended_at`` from its latest finished job."""
+        ids = [_runner_id(RunnerRef.of(r)) for r in runners]
         outcomes = await asyncio.gather(
-            *(self._activity(rid) for rid in forge_runner_ids), return_exceptions=True
+            *(self._activity(rid) for rid in ids), return_exceptions=True
         )
         for outcome in outcomes:  # all calls have ended: no stray task outlives this call
             if isinstance(outcome, BaseException):
@@ -815,6 +819,13 @@ class GitLabProvider:
         finally:
             for _ in range(MAX_CONCURRENT_CALLS):
                 self._sem.release()
+
+
+def _runner_id(ref: RunnerRef) -> str:
+    """GitLab hands out the id at registration, so a reference always carries one."""
+    if ref.forge_id is None:
+        raise PermanentProviderError(f"GitLab runner {ref} has no id (GitLab always gives one)")
+    return ref.forge_id
 
 
 def _parse_json_object(body: bytes) -> JSON:
