@@ -189,6 +189,13 @@ class ProviderHealth:
     poll_interval_s: float | None = None  # effective (stretched) interval, if stretched
     note: str = ""  # e.g. "poll interval stretched: 40 requests left until 12:00Z"
     requests_total: int = 0
+    #: Scopes (project path, owner/repo) skipped because the forge refused them (403/404),
+    #: with the reason; they are asked again after a backoff, the rest is served.
+    scope_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Requests sent so far by budget class (``job_poll``, ``webhook``, ``registration``,
+    #: ``activity``, ``sweep``) and calls skipped to keep budget for more urgent ones.
+    requests_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    skipped_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @runtime_checkable
@@ -266,8 +273,10 @@ class GitLabOptions:
     include_created: bool = False  # also count jobs in status "created" as demand
     webhook_secret: str = dataclasses.field(default="", repr=False)
     group_refresh_s: float = 300.0
-    request_timeout_s: float = 15.0
-    max_retry_sleep_s: float = 5.0  # never let the library sleep longer than this inline
+    request_timeout_s: float = 15.0  # connect and per read
+    call_deadline_s: float = 60.0  # one whole call, every page included
+    min_retry_wait_s: float = 1.0  # every wait GitLab asks for is clamped to this range
+    max_retry_wait_s: float = 900.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -287,5 +296,7 @@ class GitHubOptions:
     low_rate_limit: int = 500  # below this many remaining, stretch the poll interval
     requests_per_minute: int = 600  # pace polls under GitHub's secondary limit (900/min)
     poll_interval_s: float = 15.0  # the daemon's interval, to tell when pacing stretches it
-    request_timeout_s: float = 15.0
-    max_retry_sleep_s: float = 5.0
+    request_timeout_s: float = 15.0  # connect and per read
+    call_deadline_s: float = 60.0  # one whole call, every page included
+    min_retry_wait_s: float = 1.0  # every wait GitHub asks for is clamped to this range
+    max_retry_wait_s: float = 900.0
