@@ -16,7 +16,7 @@ import structlog
 from orchestrator.forges import ForgeTracker
 from orchestrator.models import Runner, RunnerState
 from orchestrator.state import Journal, RunnerFields
-from providers.base import RunnerActivity
+from providers.base import RunnerActivity, RunnerRef
 from providers.errors import ProviderAuthError, ProviderError
 
 log = structlog.get_logger("orchestrator.activity")
@@ -43,12 +43,11 @@ class ActivitySync:
         self._looked_at: dict[str, datetime] = {}
         self._name_ids: dict[str, str] = {}
 
-    def forge_ref(self, runner: Runner) -> str:
-        """How the provider names this runner: its forge id, else ``name:<runner name>``
-        for a self-registering runner whose id is not known yet."""
-        if runner.forge_runner_id:
-            return runner.forge_runner_id
-        return self._name_ids.get(runner.name, f"name:{runner.name}")
+    def forge_ref(self, runner: Runner) -> RunnerRef:
+        """How the provider finds this runner: its forge id, else its name (a runner that
+        registers itself and whose id the daemon has not learnt yet)."""
+        forge_id = runner.forge_runner_id or self._name_ids.get(runner.name)
+        return RunnerRef(forge_id=forge_id or None, name=runner.name)
 
     def forget(self, runner: Runner) -> None:
         self._looked_at.pop(runner.id, None)
@@ -92,15 +91,16 @@ class ActivitySync:
                 continue
             by_ref = {a.forge_runner_id: a for a in activity}
             for runner, ref, act in zip(runners, refs, activity, strict=False):
-                found = by_ref.get(ref) or by_ref.get(runner.forge_runner_id) or act
+                found = by_ref.get(str(ref)) or by_ref.get(runner.forge_runner_id) or act
                 self._apply(runner, found, now)
 
     def _apply(self, runner: Runner, act: RunnerActivity, now: datetime) -> None:
         self._looked_at[runner.id] = now
-        if act.forge_runner_id and not act.forge_runner_id.startswith("name:"):
-            self._name_ids[runner.name] = act.forge_runner_id
+        learnt = RunnerRef.parse(act.forge_runner_id).forge_id if act.forge_runner_id else None
+        if learnt:
+            self._name_ids[runner.name] = learnt
             if not runner.forge_runner_id:
-                self.journal.update(runner.id, forge_runner_id=act.forge_runner_id)
+                self.journal.update(runner.id, forge_runner_id=learnt)
         if not act.exists:
             return  # handled when its container ends (JIT runners deregister themselves)
         fields: RunnerFields = {}

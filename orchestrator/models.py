@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 
+from providers.base import ForgeKind as ForgeKind  # noqa: PLC0414 - re-export, defined once
+
 
 class RunnerState(StrEnum):
     """Where a runner is in its life. Every change is journalled before it happens."""
@@ -77,11 +79,6 @@ def check_transition(runner_id: str, from_: RunnerState, to: RunnerState) -> Non
     """Raise :class:`InvalidTransition` unless ``from_ -> to`` is in :data:`TRANSITIONS`."""
     if to not in TRANSITIONS[from_]:
         raise InvalidTransition(runner_id, from_, to)
-
-
-class ForgeKind(StrEnum):
-    GITLAB = "gitlab"
-    GITHUB = "github"
 
 
 #: The one default-platform rule: a pool with ``platform: auto`` (or a runner whose

@@ -24,7 +24,7 @@ from orchestrator.models import STARTING_STATES, Runner, RunnerState
 from orchestrator.runtime import ContainerInfo, ContainerRuntime, Listing, RuntimeFailure
 from orchestrator.snapshot import OrphanedRegistration
 from orchestrator.state import Journal
-from providers.base import runner_name_prefix
+from providers.base import RunnerRef, runner_name_prefix
 from providers.errors import ProviderAuthError, ProviderError, RunnerBusy, RunnerNotFound
 
 log = structlog.get_logger("orchestrator.recovery")
@@ -75,7 +75,8 @@ async def remove_orphan_container(
     provider = forges.provider(container.forge)
     if container.forge_runner_id and provider is not None and not forges.is_paused(container.forge):
         try:
-            await forges.call(provider.unregister_runner(container.forge_runner_id))
+            ref = RunnerRef(forge_id=container.forge_runner_id, name=container.name)
+            await forges.call(provider.unregister_runner(ref))
         except (RunnerNotFound, RunnerBusy):
             pass
         except ProviderError as exc:
@@ -111,7 +112,9 @@ async def sweep_forges(
             if fr.name in names or not fr.name.startswith(prefix) or fr.busy:
                 continue
             try:
-                await forges.call(forge.provider.unregister_runner(fr.id))
+                await forges.call(
+                    forge.provider.unregister_runner(RunnerRef(forge_id=fr.id, name=fr.name))
+                )
             except (RunnerNotFound, RunnerBusy):
                 continue
             except ProviderAuthError as exc:
@@ -129,7 +132,7 @@ async def sweep_forges(
 
 
 def orphaned_registrations(
-    active: Sequence[Runner], retries: RetryBook, forge_ref: Callable[[Runner], str]
+    active: Sequence[Runner], retries: RetryBook, forge_ref: Callable[[Runner], RunnerRef]
 ) -> list[OrphanedRegistration]:
     """Runners whose forge registration is still to be deleted, with why and when next."""
     rows = {r.id: r for r in active}
@@ -139,7 +142,7 @@ def orphaned_registrations(
             name=r.name,
             pool=r.pool,
             forge=r.forge,
-            forge_runner_id=forge_ref(r),
+            forge_runner_id=str(forge_ref(r)),
             reason=retry.reason,
             attempts=retry.attempts,
             retry_at=retry.next_at,

@@ -28,11 +28,13 @@ from orchestrator.runtime import (
     Listing,
 )
 from providers.base import (
+    ForgeKind,
     ForgeRunner,
     PendingJob,
     ProviderHealth,
     Registration,
     RunnerActivity,
+    RunnerRef,
     RunnerRequest,
     WebhookResult,
     runner_name_prefix,
@@ -121,13 +123,13 @@ class FakeForge:
         self,
         world: FakeWorld,
         name: str = "gitlab",
-        kind: str = "gitlab",
+        kind: ForgeKind | str = ForgeKind.GITLAB,
         instance_id: str = "test",
         webhook_secret: str = "hook-secret",
     ) -> None:
         self.world = world
         self.name = name
-        self.kind = kind
+        self.kind = ForgeKind(kind)
         self.instance_id = instance_id
         self.webhook_secret = webhook_secret
         self.fail: ProviderError | None = None  # raised by every call while set
@@ -164,28 +166,37 @@ class FakeForge:
             credential_env="CI_SERVER_TOKEN",
         )
 
-    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
+    def _find(self, ref: RunnerRef) -> FakeForgeRunner | None:
+        if ref.forge_id is not None:
+            return self.world.runners.get(ref.forge_id)
+        return next((r for r in self.world.runners.values() if r.name == ref.name), None)
+
+    async def unregister_runner(self, runner_ref: RunnerRef | str, *, force: bool = False) -> None:
         self._check("unregister_runner")
-        runner = self.world.runners.get(forge_runner_id)
+        ref = RunnerRef.of(runner_ref)
+        runner = self._find(ref)
         if runner is None:
-            raise RunnerNotFound(forge_runner_id)
+            raise RunnerNotFound(str(ref))
+        forge_runner_id = runner.id
         # GitHub refuses a busy runner even when forced; GitLab (our provider) only without.
-        if runner.busy and (self.kind == "github" or (self.refuse_busy_delete and not force)):
+        github = self.kind is ForgeKind.GITHUB
+        if runner.busy and (github or (self.refuse_busy_delete and not force)):
             raise RunnerBusy(forge_runner_id)
         del self.world.runners[forge_runner_id]
         self.world.events.append(f"unregister {forge_runner_id}")
 
-    async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
+    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
         self._check("runner_activity")
         out = []
-        for rid in forge_runner_ids:
-            runner = self.world.runners.get(rid)
+        for value in runners:
+            ref = RunnerRef.of(value)
+            runner = self._find(ref)
             if runner is None:
-                out.append(RunnerActivity(rid, busy=False, exists=False))
+                out.append(RunnerActivity(str(ref), busy=False, exists=False))
             else:
                 out.append(
                     RunnerActivity(
-                        rid,
+                        runner.id,
                         busy=runner.busy,
                         current_job=runner.job,
                         last_job_ended_at=runner.last_job_ended_at,
