@@ -35,6 +35,7 @@ from typing import TypeVar
 
 import structlog
 
+from orchestrator.config import Settings
 from orchestrator.metrics import Metrics
 from orchestrator.models import ForgeKind, Job
 from orchestrator.snapshot import ForgeStatus
@@ -66,6 +67,16 @@ class ForgeLimits:
     stale_after_polls: float = 3.0
     hint_ttl_s: float = 600.0
     hint_max: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ForgeLimits:
+        """The daemon's bounds: a reconcile waits for slow polls at most min(5 s, interval)."""
+        return cls(
+            poll_interval_s=settings.poll_interval,
+            call_timeout_s=settings.forge_call_timeout,
+            poll_grace_s=min(settings.forge_call_timeout, settings.poll_interval, 5.0),
+            wait_max_s=settings.forge_retry_after_max,
+        )
 
     @property
     def auth_pause_s(self) -> float:

@@ -78,16 +78,6 @@ class Summary:
     error: str = ""
 
 
-def forge_limits(settings: Settings) -> ForgeLimits:
-    """The tracker's bounds from the daemon settings."""
-    return ForgeLimits(
-        poll_interval_s=settings.poll_interval,
-        call_timeout_s=settings.forge_call_timeout,
-        poll_grace_s=min(settings.forge_call_timeout, settings.poll_interval, 5.0),
-        wait_max_s=settings.forge_retry_after_max,
-    )
-
-
 class Reconciler:
     """Drives the journal's runners towards the plan. See the module doc."""
 
@@ -115,7 +105,7 @@ class Reconciler:
         self.pool_specs: list[PoolSpec] = settings.pool_specs()
         self.forges = ForgeTracker(
             providers,
-            limits=limits or forge_limits(settings),
+            limits=limits or ForgeLimits.from_settings(settings),
             metrics=metrics,
             clock=clock,
             nudge=self._nudge_now,
@@ -273,6 +263,7 @@ class Reconciler:
                 # Supply before demand (see the module doc).
                 await self.lifecycle.settle(await self.lifecycle.list_containers())
                 await self.lifecycle.activity.refresh()
+                self._refresh_snapshot()  # runners as they are now, before any forge wait
                 await self.forges.poll()
                 jobs = self._demand()
                 plan = self._plan(jobs, self.journal.active(), consume_manual=True)
