@@ -112,9 +112,12 @@ class RunnerLifecycle:
     def prove_long_lived(self) -> None:
         """Runners that outlived the early-exit window prove their pool healthy."""
         now = self.clock()
+        active = {r.id: r for r in self.journal.active()}
         for runner_id, started in list(self._started.items()):
-            if (now - started).total_seconds() >= self.early_exit_window_s:
-                runner = self.journal.get(runner_id)
+            runner = active.get(runner_id)
+            if runner is None:  # removed behind our back (or pruned): forget it
+                del self._started[runner_id]
+            elif (now - started).total_seconds() >= self.early_exit_window_s:
                 self.spawn.proven(runner.pool, started)
 
     def _proven(self, runner: Runner) -> None:
