@@ -313,6 +313,15 @@ class ForgeTracker:
         """Paused forges and why (the planner lets their jobs wait with ``forge_paused``)."""
         return {f.name: f.paused for f in self.forges.values() if f.paused}
 
+    def unusable(self) -> dict[str, str]:
+        """Forges the planner must leave alone (paused, or a view too old) and why."""
+        out = self.paused()
+        for forge in self.forges.values():
+            stale = self.stale(forge)
+            if stale and forge.name not in out:
+                out[forge.name] = f"view too old: {stale}"
+        return out
+
     def interval(self, forge: ForgeState) -> float:
         """The forge's effective poll interval (a provider may stretch it)."""
         return forge.provider.health().poll_interval_s or self.limits.poll_interval_s

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
@@ -101,13 +101,9 @@ class RunnerLifecycle:
                 out[name] = reason
         return out
 
-    def probe_allowance(self, pool: str) -> int | None:
-        """How many runners a pool on probation may start now (0 or 1); None: no limit."""
-        since = self.spawn.on_probation(pool)
-        if since is None:
-            return None
-        unproven = [r for r in self.journal.active() if r.pool == pool and r.created_at >= since]
-        return 0 if unproven else 1
+    def limit_probes(self, creates: Sequence[CreateRequest]) -> list[CreateRequest]:
+        """Pools on spawn probation start one probe runner at a time (see backoff)."""
+        return self.spawn.limit_probes(creates, self.journal.active())
 
     def prove_long_lived(self) -> None:
         """Runners that outlived the early-exit window prove their pool healthy."""

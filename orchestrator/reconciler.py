@@ -40,7 +40,6 @@ from orchestrator.forges import ForgeLimits, ForgeTracker
 from orchestrator.lifecycle import RunnerLifecycle
 from orchestrator.metrics import Metrics
 from orchestrator.models import (
-    CreateRequest,
     Job,
     Plan,
     PoolSpec,
@@ -275,7 +274,7 @@ class Reconciler:
                 results = await asyncio.gather(
                     *(
                         self.lifecycle.create(req, n, queued_at)
-                        for req in self._probation(plan.create)
+                        for req in self.lifecycle.limit_probes(plan.create)
                         for n in range(req.count)
                     )
                 )
@@ -326,18 +325,13 @@ class Reconciler:
     def _plan(
         self, jobs: Sequence[Job], runners: Sequence[Runner], *, consume_manual: bool
     ) -> Plan:
-        paused = self.forges.paused()
-        for forge in self.forges.forges.values():
-            stale = self.forges.stale(forge)
-            if stale and forge.name not in paused:
-                paused[forge.name] = f"view too old: {stale}"
         plan = compute_plan(
             jobs=jobs,
             runners=runners,
             pools=self.pool_specs,
             now=self.clock(),
             global_max=self.settings.max_runners,
-            paused_forges=paused,
+            paused_forges=self.forges.unusable(),
             unavailable_pools=self.lifecycle.unavailable_pools(),
             scale_up=dict(self._scale_up),
             scale_down=dict(self._scale_down),
@@ -346,17 +340,6 @@ class Reconciler:
             self._scale_up.clear()
             self._scale_down.clear()
         return plan
-
-    def _probation(self, creates: Sequence[CreateRequest]) -> list[CreateRequest]:
-        """A pool whose spawn backoff just ended starts one probe runner, not a burst."""
-        out = []
-        for request in creates:
-            allowed = self.lifecycle.probe_allowance(request.pool)
-            if allowed is None:
-                out.append(request)
-            elif allowed > 0:
-                out.append(dataclasses.replace(request, count=min(request.count, allowed)))
-        return out
 
     async def _retire_request(self, runner_id: str, reason: str) -> bool:
         try:
