@@ -162,8 +162,13 @@ class RateView:
         remaining = number(headers, self.prefix + "remaining")
         limit = number(headers, self.prefix + "limit")
         reset = number(headers, self.prefix + "reset")
+        same_window = reset is None or reset == self.reset_epoch
         if remaining is not None:
-            self.remaining = max(0, int(remaining))
+            # Answers of concurrent requests arrive in any order: within one window the
+            # lowest count is the newest; a new reset time starts a new window.
+            fresh = max(0, int(remaining))
+            old = self.remaining
+            self.remaining = min(old, fresh) if same_window and old is not None else fresh
         if limit is not None:
             self.limit = max(0, int(limit))
         if reset is not None:

@@ -352,15 +352,16 @@ async def test_idle_polling_costs_no_rate_limit(
 async def test_many_repos_are_paced_under_the_secondary_limit(
     sim: Sim, make_provider: Callable[..., GitHubProvider]
 ) -> None:
-    """100 repos cost ~200 requests a poll; at 600/min polls must be >= 20 s apart."""
+    """100 repos cost ~200 requests a poll; at 600/min each repo is polled every >= 20 s."""
     repos = tuple(f"octo/p{i}" for i in range(100))
     for repo in repos:
         await sim.post(f"/_sim/repos/{repo}")
     provider = make_provider(repos=repos, requests_per_minute=600, poll_interval_s=15)
     await provider.pending_jobs()
     sent = (await sim.state())["requests"]
-    await provider.pending_jobs()  # too soon: answered from the last poll
-    assert (await sim.state())["requests"] == sent
+    assert sent <= 100  # the burst: a sixth of the minute's budget
+    await provider.pending_jobs()  # right after: only what refilled meanwhile is spent
+    assert (await sim.state())["requests"] - sent <= 10
     health = provider.health()
     assert health.poll_interval_s is not None and health.poll_interval_s >= 20
     assert "600 requests/min" in health.note
