@@ -56,12 +56,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from tests.forgesim.common import SIM_KEY, RunningSim, make_app
-from tests.forgesim.github import control, routes, runner_side
+from tests.forgesim.github import control, faults, routes, runner_side
 from tests.forgesim.github.http import api_middleware
 from tests.forgesim.github.model import API
 from tests.forgesim.github.state import SIM, GitHubSim
@@ -72,14 +73,12 @@ __all__ = ["SIM", "GitHubSim", "create_app", "main", "serve"]
 def create_app(token: str) -> web.Application:
     """The simulator application; ``token`` is the only API token it accepts."""
     sim = GitHubSim(token)
-    app = make_app(sim)
+    app = make_app(sim, faults.ANSWERS, faults.STATE_KINDS)
+    sim.match_hook = functools.partial(faults.fault_match, sim)
     app.middlewares.append(api_middleware)
     app[SIM] = sim
     # make_app stored the same object under SIM_KEY for the shared middleware.
     assert app[SIM_KEY] is sim
-
-    async def _cleanup(_app: web.Application) -> None:
-        await sim.close()
 
     async def _rate_headers_everywhere(request: web.Request, response: web.StreamResponse) -> None:
         # Also on answers the shared fault middleware produced (it runs outside ours).
@@ -87,19 +86,22 @@ def create_app(token: str) -> web.Application:
             for key, value in sim.rate_headers().items():
                 response.headers.setdefault(key, value)
 
-    app.on_cleanup.append(_cleanup)
     app.on_response_prepare.append(_rate_headers_everywhere)
     r = app.router
     r.add_get(f"{API}/rate_limit", routes.rate_limit)
-    r.add_get(f"{API}/orgs/{{org}}", routes.get_org)
-    r.add_get(f"{API}/orgs/{{org}}/repos", routes.org_repos)
-    r.add_get(f"{API}/repos/{{owner}}/{{repo}}", routes.get_repo)
-    repo_actions = f"{API}/repos/{{owner}}/{{repo}}/actions"
-    r.add_get(f"{repo_actions}/runs", routes.list_runs)
-    r.add_get(f"{repo_actions}/runs/{{run_id:\\d+}}", routes.get_run)
-    r.add_get(f"{repo_actions}/runs/{{run_id:\\d+}}/jobs", routes.run_jobs)
-    r.add_get(f"{repo_actions}/jobs/{{job_id:\\d+}}", routes.get_job)
-    for actions in (repo_actions, f"{API}/orgs/{{org}}/actions"):
+    # Every route also under GitHub's id form (what its Link headers point to).
+    for org in (f"{API}/orgs/{{org}}", f"{API}/organizations/{{org_id:\\d+}}"):
+        r.add_get(org, routes.get_org)
+        r.add_get(f"{org}/repos", routes.org_repos)
+    repos = (f"{API}/repos/{{owner}}/{{repo}}", f"{API}/repositories/{{repo_id:\\d+}}")
+    for repo in repos:
+        r.add_get(repo, routes.get_repo)
+        r.add_get(f"{repo}/actions/runs", routes.list_runs)
+        r.add_get(f"{repo}/actions/runs/{{run_id:\\d+}}", routes.get_run)
+        r.add_get(f"{repo}/actions/runs/{{run_id:\\d+}}/jobs", routes.run_jobs)
+        r.add_get(f"{repo}/actions/jobs/{{job_id:\\d+}}", routes.get_job)
+    scopes = (*repos, f"{API}/orgs/{{org}}", f"{API}/organizations/{{org_id:\\d+}}")
+    for actions in (f"{scope}/actions" for scope in scopes):
         r.add_get(f"{actions}/runners", routes.list_runners)
         r.add_post(f"{actions}/runners/registration-token", routes.registration_token)
         r.add_post(f"{actions}/runners/remove-token", routes.remove_token)
@@ -117,6 +119,8 @@ def create_app(token: str) -> web.Application:
     r.add_post("/_sim/rate-limit", control.control_rate_limit)
     r.add_get("/_sim/state", control.control_state)
     r.add_post("/_sim/webhook-target", control.control_webhook_target)
+    r.add_post("/_sim/jobs/{id:\\d+}/approve", control.control_approve_job)
+    r.add_post("/_sim/jobs/{id:\\d+}/webhook", control.control_job_webhook)
     return app
 
 

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from tests.forgesim.faults import FaultBook
 from tests.forgesim.github.model import API, Job, Repo, Run, Runner, iso
 
 
@@ -19,8 +21,44 @@ class Entities:
     repos: dict[str, Repo]
     jobs: dict[int, Job]
 
+    faults: FaultBook
+
     def run_status(self, run: Run) -> str:
         raise NotImplementedError
+
+    # -- churn: what changes while a job runs (the ``churn`` fault) -------------------
+
+    def run_updated_at(self, run: Run, status: str) -> float:
+        if status == "in_progress" and self.faults.active("churn") is not None:
+            return time.time()
+        return run.updated_at
+
+    def steps_json(self, job: Job) -> list[dict[str, Any]]:
+        """Steps of an in-progress job while ``churn`` is live: one more completes every
+        ``step_seconds`` (GitHub updates a job's steps as the runner reports them; see
+        octokit/webhooks ``in_progress.with-queued-steps``). Otherwise none, as before."""
+        churn = self.faults.active("churn")
+        if churn is None or job.status != "in_progress" or job.started_at is None:
+            return []
+        step = max(0.001, float(churn.params.get("step_seconds", 1.0)))
+        done = min(int((time.time() - job.started_at) / step), 98)
+        steps: list[dict[str, Any]] = []
+        for number in range(1, done + 3):
+            start = job.started_at + (number - 1) * step
+            status = (
+                "completed" if number <= done else "in_progress" if number == done + 1 else "queued"
+            )
+            steps.append(
+                {
+                    "name": f"Step {number}",
+                    "status": status,
+                    "conclusion": "success" if status == "completed" else None,
+                    "number": number,
+                    "started_at": None if status == "queued" else iso(start),
+                    "completed_at": iso(start + step) if status == "completed" else None,
+                }
+            )
+        return steps
 
     def user_json(self, login: str) -> dict[str, Any]:
         base = f"{self.root_url}{API}/users/{login}"
@@ -157,7 +195,7 @@ class Entities:
             "html_url": f"{self.root_url}/{run.repo}/actions/runs/{run.id}",
             "pull_requests": [],
             "created_at": iso(run.created_at),
-            "updated_at": iso(run.updated_at),
+            "updated_at": iso(self.run_updated_at(run, status)),
             "jobs_url": f"{base}/jobs",
             "logs_url": f"{base}/logs",
             "check_suite_url": f"{self.root_url}{API}/repos/{run.repo}/check-suites/{run.id}",
@@ -189,7 +227,7 @@ class Entities:
             "started_at": iso(job.started_at or job.created_at),
             "completed_at": None if job.completed_at is None else iso(job.completed_at),
             "name": job.name,
-            "steps": [],
+            "steps": self.steps_json(job),
             "check_run_url": f"{api}/check-runs/{job.id}",
             "labels": list(job.labels),
             "runner_id": job.runner_id,

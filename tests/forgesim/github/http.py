@@ -9,6 +9,7 @@ and puts ``x-ratelimit-*`` on every API answer. ``page_of`` builds GitHub's ``Li
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -16,13 +17,30 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from tests.forgesim.common import Handler
+from tests.forgesim.github import shapes
 from tests.forgesim.github.model import API, Repo, Run, Runner
 from tests.forgesim.github.state import SIM, GitHubSim
 
 
 def error(status: int, message: str) -> web.Response:
-    return web.json_response(
-        {"message": message, "documentation_url": "https://docs.github.com/rest"}, status=status
+    return shapes.error(status, message)
+
+
+def _secondary_refusal(sim: GitHubSim) -> web.Response | None:
+    """Count this request for the secondary limit (304s too); refuse it when over."""
+    now = time.monotonic()
+    times = sim.secondary_times
+    times.append(now)
+    while times and now - times[0] >= 60:
+        times.popleft()
+    rule = sim.faults.active("secondary_limit")
+    if rule is None or len(times) <= int(rule.params.get("per_minute", 900)):
+        return None
+    rule.consume()
+    return shapes.secondary_limit(
+        int(rule.params.get("status", 403)),
+        rule.params.get("retry_after"),
+        str(rule.params.get("wording", "secondary")),
     )
 
 
@@ -42,11 +60,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response: web.StreamResponse = error(401, "Bad credentials")
         response.headers.update(sim.rate_headers())
         return response
+    refused = _secondary_refusal(sim)
+    if refused is not None:
+        refused.headers.update(sim.rate_headers())
+        return refused
     free = request.path == f"{API}/rate_limit"
     if not free and sim.rate_remaining <= 0:
-        response = error(403, "API rate limit exceeded for user.")
-        response.headers.update(sim.rate_headers())
-        return response
+        return shapes.primary_limit(403, sim.rate_limit, sim.rate_reset)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -67,14 +87,19 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 def page_of(request: web.Request, items: Sequence[Any]) -> tuple[list[Any], dict[str, str]]:
     """Slice ``items`` by ``per_page``/``page`` and build the ``Link`` header."""
+    sim = request.app[SIM]
+    oversized = sim.faults.active("oversized_page")
+    cap = 100 if oversized is None else int(oversized.params.get("size", 100_000))
     try:
-        per_page = max(1, min(int(request.query.get("per_page", "30")), 100))
+        wanted = int(request.query.get("per_page", "30"))
         page = max(1, int(request.query.get("page", "1")))
     except ValueError:
         raise web.HTTPUnprocessableEntity(reason="bad paging parameters") from None
+    per_page = max(1, min(wanted if oversized is None else cap, cap))
     last = max(1, -(-len(items) // per_page))
     chosen = list(items[(page - 1) * per_page : page * per_page])
-    base = f"{request.app[SIM].root_url}{request.path}"
+    path = id_form(sim, request) if sim.faults.active("id_links") else request.path
+    base = f"{sim.root_url}{path}"
 
     def link(n: int, rel: str) -> str:
         query = {**request.query, "per_page": str(per_page), "page": str(n)}
@@ -88,22 +113,54 @@ def page_of(request: web.Request, items: Sequence[Any]) -> tuple[list[Any], dict
     return chosen, ({"Link": ", ".join(links)} if links else {})
 
 
+def id_form(sim: GitHubSim, request: web.Request) -> str:
+    """``request.path`` as GitHub writes it in ``Link``: ``/repositories/{id}/...`` and
+    ``/organizations/{id}/...`` (e.g. PyGithub's ``ReplayData`` next-page URLs)."""
+    info = request.match_info
+    if "owner" in info:
+        repo = sim.repos.get(f"{info['owner']}/{info['repo']}")
+        prefix = f"{API}/repos/{info['owner']}/{info['repo']}"
+        if repo is not None and request.path.startswith(prefix):
+            return f"{API}/repositories/{repo.id}{request.path.removeprefix(prefix)}"
+    if "org" in info and info["org"] in sim.orgs:
+        prefix = f"{API}/orgs/{info['org']}"
+        if request.path.startswith(prefix):
+            return f"{API}/organizations/{sim.orgs[info['org']]}{request.path.removeprefix(prefix)}"
+    return request.path
+
+
 def repo_of(request: web.Request) -> Repo:
+    """The repository of ``/repos/{owner}/{repo}/...`` or ``/repositories/{repo_id}/...``."""
     sim = request.app[SIM]
-    full = f"{request.match_info['owner']}/{request.match_info['repo']}"
+    info = request.match_info
+    if "repo_id" in info:
+        found = next((r for r in sim.repos.values() if str(r.id) == info["repo_id"]), None)
+        if found is None:
+            raise web.HTTPNotFound(reason="Not Found")
+        return found
+    full = f"{info['owner']}/{info['repo']}"
     if full not in sim.repos:
         raise web.HTTPNotFound(reason="Not Found")
     return sim.repos[full]
 
 
+def org_of(request: web.Request) -> str:
+    """The organisation of ``/orgs/{org}/...`` or ``/organizations/{org_id}/...``."""
+    sim = request.app[SIM]
+    info = request.match_info
+    if "org_id" in info:
+        org = next((o for o, oid in sim.orgs.items() if str(oid) == info["org_id"]), None)
+    else:
+        org = info["org"] if info["org"] in sim.orgs else None
+    if org is None:
+        raise web.HTTPNotFound(reason="Not Found")
+    return org
+
+
 def runner_scope(request: web.Request) -> tuple[str, str]:
     """``("repo", "o/r")`` or ``("org", "org")`` for a runner endpoint; 404 if unknown."""
-    sim = request.app[SIM]
-    if "org" in request.match_info:
-        org = request.match_info["org"]
-        if org not in sim.orgs:
-            raise web.HTTPNotFound(reason="Not Found")
-        return "org", org
+    if "org" in request.match_info or "org_id" in request.match_info:
+        return "org", org_of(request)
     return "repo", repo_of(request).full_name
 
 

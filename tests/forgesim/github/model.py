@@ -48,6 +48,7 @@ class Job:
     completed_at: float | None = None
     runner_id: int | None = None
     runner_name: str | None = None
+    environment: str | None = None  # a deployment job: "waiting" until approved
 
 
 @dataclasses.dataclass

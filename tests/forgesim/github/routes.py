@@ -13,6 +13,7 @@ from aiohttp import web
 
 from tests.forgesim.github.http import (
     error,
+    org_of,
     page_of,
     repo_of,
     run_of,
@@ -44,17 +45,13 @@ async def get_repo(request: web.Request) -> web.Response:
 
 async def get_org(request: web.Request) -> web.Response:
     sim = request.app[SIM]
-    org = request.match_info["org"]
-    if org not in sim.orgs:
-        return error(404, "Not Found")
+    org = org_of(request)
     return web.json_response({**sim.user_json(org), "id": sim.orgs[org]})
 
 
 async def org_repos(request: web.Request) -> web.Response:
     sim = request.app[SIM]
-    org = request.match_info["org"]
-    if org not in sim.orgs:
-        return error(404, "Not Found")
+    org = org_of(request)
     repos = sorted((r for r in sim.repos.values() if r.owner == org), key=lambda r: r.id)
     chosen, headers = page_of(request, repos)
     return web.json_response([sim.repo_json(r) for r in chosen], headers=headers)

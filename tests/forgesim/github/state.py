@@ -8,10 +8,13 @@ Handlers (``routes``, ``runner_side``, ``control``) are thin functions over one
 from __future__ import annotations
 
 import itertools
+import re
 import time
+from collections import deque
 
 from aiohttp import web
 
+from tests.forgesim import stats
 from tests.forgesim.common import SimBase
 from tests.forgesim.github.entities import Entities
 from tests.forgesim.github.model import Job, RegistrationToken, Repo, Run, Runner
@@ -37,6 +40,7 @@ class GitHubSim(SimBase, Entities):
         self.root_url = ""  # from the latest request (the port is random)
         self._ids = itertools.count(1000)
         self.hooks = WebhookSender()
+        self.secondary_times: deque[float] = deque()  # every API request, 304s too
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -69,11 +73,15 @@ class GitHubSim(SimBase, Entities):
         return self.repos[full_name]
 
     def run_status(self, run: Run) -> str:
+        """``queued`` while all jobs are, ``waiting`` while a deployment job awaits
+        approval and nothing runs yet, ``completed`` when all are, else ``in_progress``."""
         statuses = {self.jobs[j].status for j in run.job_ids}
         if not statuses or statuses == {"queued"}:
             return "queued"
         if statuses == {"completed"}:
             return "completed"
+        if statuses <= {"queued", "waiting"}:
+            return "waiting"
         return "in_progress"
 
     def runner_serves(self, runner: Runner, job: Job) -> bool:
@@ -84,7 +92,8 @@ class GitHubSim(SimBase, Entities):
         have = {label.lower() for label in runner.labels}
         return in_scope and all(label.lower() in have for label in job.labels)
 
-    # -- JSON shapes (checked against the OpenAPI excerpt by the tests) ---------------
+    def classify(self, method: str, path: str) -> str:
+        return classify(method, path)
 
     def emit(self, action: str, job: Job) -> None:
         """Deliver a signed ``workflow_job`` event in the background (failures ignored)."""
@@ -95,6 +104,36 @@ class GitHubSim(SimBase, Entities):
 
     async def close(self) -> None:
         await self.hooks.close()
+        await super().close()
 
 
 SIM: web.AppKey[GitHubSim] = web.AppKey("github_sim", GitHubSim)
+
+_SCOPE = re.compile(r"^/api/v3/(?:repos/[^/]+/[^/]+|repositories/\d+|orgs/[^/]+|organizations/\d+)")
+
+
+def classify(method: str, path: str) -> str:
+    """The stats class of a GitHub request (see :mod:`tests.forgesim.stats`).
+
+    Listing runners is counted as a sweep (the provider also reads ``busy`` from it)."""
+    if path.startswith("/_runner/"):
+        return stats.RUNNER_SIDE
+    if path == "/api/v3/rate_limit":
+        return stats.IDENTITY
+    scope = _SCOPE.match(path)
+    if scope is None:
+        return stats.OTHER
+    rest = path[scope.end() :]
+    if rest.startswith("/actions/runs"):
+        return stats.JOB_POLL
+    if rest.startswith("/actions/jobs/"):
+        return stats.JOB_LOOKUP
+    if rest in {"/actions/runners/generate-jitconfig", "/actions/runners/registration-token"}:
+        return stats.REGISTRATION
+    if rest == "/actions/runners/remove-token" or (method == "DELETE" and "/runners/" in rest):
+        return stats.DELETION
+    if rest == "/actions/runners":
+        return stats.SWEEP
+    if rest.startswith("/actions/runners/"):
+        return stats.ACTIVITY
+    return stats.SCOPE

@@ -21,14 +21,53 @@ if TYPE_CHECKING:
     from tests.forgesim.github.state import GitHubSim
 
 
+WORKFLOW_JOB_ACTIONS = ("queued", "waiting", "in_progress", "completed")
+
+
 def workflow_job_payload(sim: GitHubSim, action: str, job: Job) -> dict[str, Any]:
-    """The ``workflow_job`` delivery for ``action`` about ``job`` as it is now."""
+    """The ``workflow_job`` delivery for ``action`` about ``job`` as it is now.
+
+    Shapes from octokit/webhooks ``payload-examples/api.github.com/workflow_job/``:
+    ``queued.payload.json``, ``waiting.payload.json`` (status ``waiting``, runner fields
+    null, ``started_at`` = ``created_at``), ``queued.with-deployment.payload.json`` (a
+    ``queued`` action whose job is still ``waiting``, with a top-level ``deployment``),
+    ``in_progress.payload.json`` and ``completed.*.payload.json``."""
     repo = sim.repos[job.repo]
-    return {
+    payload: dict[str, Any] = {
         "action": action,
         "workflow_job": sim.job_json(job),
         "repository": sim.webhook_repo_json(repo),
         "sender": sim.user_json("octocat"),
+    }
+    if job.environment is not None and job.status == "waiting":
+        payload["deployment"] = deployment_json(sim, job)
+    return payload
+
+
+def deployment_json(sim: GitHubSim, job: Job) -> dict[str, Any]:
+    """The ``deployment`` object of ``queued.with-deployment.payload.json``."""
+    api = f"{sim.root_url}/api/v3/repos/{job.repo}"
+    deployment_id = job.id + 1_000_000
+    created = sim.job_json(job)["created_at"]
+    return {
+        "url": f"{api}/deployments/{deployment_id}",
+        "id": deployment_id,
+        "node_id": f"DE_{deployment_id}",
+        "task": "deploy",
+        "original_environment": job.environment,
+        "environment": job.environment,
+        "description": None,
+        "created_at": created,
+        "updated_at": created,
+        "statuses_url": f"{api}/deployments/{deployment_id}/statuses",
+        "repository_url": api,
+        "creator": sim.user_json("octocat"),
+        "sha": "0" * 40,
+        "ref": "main",
+        "payload": {},
+        "transient_environment": False,
+        "production_environment": False,
+        "performed_via_github_app": None,
     }
 
 

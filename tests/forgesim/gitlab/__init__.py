@@ -38,12 +38,13 @@ Control endpoints (never recorded, no token):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from tests.forgesim.common import make_app
-from tests.forgesim.gitlab import control, graphql, routes, runner_side
+from tests.forgesim.gitlab import control, faults, graphql, routes, runner_side
 from tests.forgesim.gitlab.state import SIM, GitLabSim
 
 __all__ = ["SIM", "GitLabSim", "create_app"]
@@ -79,7 +80,8 @@ _ROUTES: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamRespon
 def create_app(token: str, *, admin: bool = True) -> web.Application:
     """The simulator application; serve it with :class:`tests.forgesim.common.RunningSim`."""
     sim = GitLabSim(token, admin=admin)
-    app = make_app(sim)
+    app = make_app(sim, faults.ANSWERS, faults.STATE_KINDS)
+    sim.match_hook = functools.partial(faults.fault_match, sim)
     app[SIM] = sim
     for method, path, handler in _ROUTES:
         app.router.add_route(method, path, handler)

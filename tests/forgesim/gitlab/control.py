@@ -7,6 +7,8 @@ from aiohttp import web
 from tests.forgesim.gitlab.http import error, json_body, sim_of, tag_list
 from tests.forgesim.gitlab.model import STATUSES
 
+MAX_BULK = 200_000
+
 
 async def sim_add_job(request: web.Request) -> web.Response:
     sim = sim_of(request)
@@ -18,10 +20,14 @@ async def sim_add_job(request: web.Request) -> web.Response:
     try:
         duration = float(body.get("duration", 0))
         pid = int(request.match_info["id"])
+        count = int(body.get("count", 1))
     except (TypeError, ValueError):
-        return error(400, "bad duration or project id")
-    job = sim.add_job(pid, tags, duration, str(status), str(body.get("name") or ""))
-    return web.json_response({"id": job.id})
+        return error(400, "bad duration, count or project id")
+    if not 1 <= count <= MAX_BULK:
+        return error(400, f"count must be 1..{MAX_BULK}")
+    name = str(body.get("name") or "")
+    ids = [sim.add_job(pid, tags, duration, str(status), name).id for _ in range(count)]
+    return web.json_response({"id": ids[0], "ids": ids})
 
 
 async def sim_state(request: web.Request) -> web.Response:

@@ -10,6 +10,16 @@ from __future__ import annotations
 from tests.forgesim.gitlab.model import JSON, Group, Job, Project, Runner, iso, now_utc
 
 
+def queued_duration(job: Job) -> float | None:
+    """``Ci::Build#queued_duration``: from queueing until started, or until now while
+    pending (so a pending job's entity changes on every read, as on GitLab)."""
+    if job.status == "pending":
+        return round((now_utc() - job.created_at).total_seconds(), 3)
+    if job.started_at is not None:
+        return round((job.started_at - job.created_at).total_seconds(), 3)
+    return None
+
+
 class Entities:
     """Mixin of :class:`~tests.forgesim.gitlab.state.GitLabSim`: builds the entities."""
 
@@ -77,7 +87,7 @@ class Entities:
             "finished_at": iso(job.finished_at),
             "erased_at": None,
             "duration": duration,
-            "queued_duration": None,
+            "queued_duration": queued_duration(job),
             "user": {"id": 1, "username": "sim"},
             "commit": {"id": "0" * 40},
             "pipeline": self.pipeline_entity(job),

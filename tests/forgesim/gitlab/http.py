@@ -9,7 +9,8 @@ headers, without ``X-Total`` where GitLab paginates ``without_count`` (the jobs 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -74,16 +75,24 @@ def base_url(request: web.Request) -> str:
 
 def paginate(
     request: web.Request,
-    items: Sequence[JSON],
+    items: Sequence[Any],
     *,
     with_total: bool = True,
     extra_headers: dict[str, str] | None = None,
+    render: Callable[[Any], JSON] | None = None,
 ) -> web.Response:
-    """GitLab offset pagination: ``Link`` (next/prev/first[/last]) and ``X-*`` headers."""
-    per_page = int_param(request, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    """GitLab offset pagination: ``Link`` (next/prev/first[/last]) and ``X-*`` headers.
+
+    ``render`` turns the items of the chosen page into JSON (so a 100k-item list costs one
+    page of entities). While an ``oversized_page`` fault is live the 100 cap is ignored."""
+    oversized = sim_of(request).faults.active("oversized_page")
+    if oversized is None:
+        per_page = int_param(request, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE)
+    else:
+        per_page = max(1, int(oversized.params.get("size", 100_000)))
     page = int_param(request, "page", 1, 1, 1_000_000)
     start = (page - 1) * per_page
-    chunk = list(items[start : start + per_page])
+    chunk = [item if render is None else render(item) for item in items[start : start + per_page]]
     has_next = start + per_page < len(items)
     total_pages = max(1, -(-len(items) // per_page))
     raw_path = request.raw_path.split("?", 1)[0]  # keeps %2F in project paths

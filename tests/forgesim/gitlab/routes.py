@@ -54,9 +54,9 @@ def _scopes(request: web.Request) -> set[str]:
 
 async def list_project_jobs(request: web.Request) -> web.Response:
     sim = auth(request)
+    headers = sim.jobs_rate_check()  # before authorisation, as lib/api/ci/jobs.rb
     project = sim.find_project(request.match_info["id"])
     scopes = _scopes(request)
-    headers = sim.jobs_rate_check()
     jobs = sorted(
         (
             j
@@ -67,7 +67,11 @@ async def list_project_jobs(request: web.Request) -> web.Response:
     )
     base = base_url(request)
     return paginate(
-        request, [sim.job_entity(j, base) for j in jobs], with_total=False, extra_headers=headers
+        request,
+        jobs,
+        with_total=False,
+        extra_headers=headers,
+        render=lambda j: sim.job_entity(j, base),
     )
 
 

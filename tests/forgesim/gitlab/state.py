@@ -6,16 +6,19 @@ one :class:`GitLabSim`; JSON shapes come from :mod:`.entities`, faults from :mod
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 
 from aiohttp import web
 
+from tests.forgesim import stats
 from tests.forgesim.common import SimBase
 from tests.forgesim.gitlab.entities import Entities
 from tests.forgesim.gitlab.model import JOBS_PER_MINUTE, Group, Job, Project, Runner
+from tests.forgesim.gitlab.shapes import jobs_limiter_429
 
 
 class GitLabSim(SimBase, Entities):
@@ -117,11 +120,28 @@ class GitLabSim(SimBase, Entities):
                 found.extend(self.descendants(group.id))
         return found
 
+    def count_job_list(self) -> None:
+        """One request against ``jobs_index`` (GitLab counts refused ones too)."""
+        self._job_list_times.append(time.monotonic())
+
     def jobs_rate_check(self) -> dict[str, str]:
-        """GitLab's ``jobs_index`` limiter: RateLimit-* headers, 429 above the limit."""
+        """GitLab's ``jobs_index`` limiter (``lib/api/ci/jobs.rb``: checked first).
+
+        By default the sim's friendly variant: ``RateLimit-*`` headers on every answer
+        and 429 + ``Retry-After``. While a ``gitlab_limiter`` fault is live, GitLab's
+        real one: ``ApplicationRateLimiter.throttled?`` counts every request, 200s carry
+        no rate-limit header, and the 429 is ``shapes.jobs_limiter_429``."""
         now = time.monotonic()
         while self._job_list_times and now - self._job_list_times[0] >= 60:
             self._job_list_times.popleft()
+        real = self.faults.active("gitlab_limiter")
+        if real is not None:
+            limit = int(real.params.get("per_minute", self.jobs_per_minute))
+            self._job_list_times.append(now)
+            if len(self._job_list_times) > limit:
+                wait = int(60 - (now - self._job_list_times[0])) + 1
+                raise_429(jobs_limiter_429(wait if real.params.get("retry_after") else None))
+            return {}
         reset = int(time.time()) + 60
         if len(self._job_list_times) >= self.jobs_per_minute:
             wait = int(60 - (now - self._job_list_times[0])) + 1
@@ -142,7 +162,43 @@ class GitLabSim(SimBase, Entities):
             "RateLimit-Reset": str(reset),
         }
 
-    # -- entities ---------------------------------------------------------------------
+    def classify(self, method: str, path: str) -> str:
+        return classify(method, path)
+
+
+def raise_429(answer: web.Response) -> NoReturn:
+    body = answer.body if isinstance(answer.body, bytes) else b""
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
+    raise web.HTTPTooManyRequests(
+        text=body.decode(), content_type="application/json", headers=headers
+    )
+
+
+def classify(method: str, path: str) -> str:
+    """The stats class of a GitLab request (see :mod:`tests.forgesim.stats`)."""
+    p = path.removeprefix("/api/v4")
+    if path == "/api/graphql" or (method == "GET" and _PROJECT_JOBS.match(p)):
+        return stats.JOB_POLL
+    if method == "GET" and _PROJECT_JOB.match(p):
+        return stats.JOB_LOOKUP
+    if p in {"/runners/verify", "/jobs/request"} or (method == "PUT" and p.startswith("/jobs/")):
+        return stats.RUNNER_SIDE
+    if p == "/user/runners":
+        return stats.REGISTRATION
+    if _RUNNER.match(p):
+        return stats.ACTIVITY if method == "GET" else stats.DELETION
+    if p in {"/runners", "/runners/all"}:
+        return stats.SWEEP
+    if p.startswith(("/projects", "/groups")):
+        return stats.SCOPE
+    if p == "/user":
+        return stats.IDENTITY
+    return stats.OTHER
+
+
+_PROJECT_JOBS = re.compile(r"^/projects/[^/]+/jobs$")
+_PROJECT_JOB = re.compile(r"^/projects/[^/]+/jobs/\d+$")
+_RUNNER = re.compile(r"^/runners/\d+(?:/jobs)?$")
 
 
 SIM: web.AppKey[GitLabSim] = web.AppKey("gitlab_sim", GitLabSim)
