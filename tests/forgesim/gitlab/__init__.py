@@ -15,19 +15,21 @@ Built with :func:`tests.forgesim.common.make_app`, so every forge request is rec
   ``GET /runners`` / ``GET /runners/all`` (admin only, else 403), ``GET /runners/:id``,
   ``DELETE /runners/:id`` (204; a runner running a job is deleted too, like GitLab),
   ``GET /runners/:id/jobs?status=&order_by=id&sort=asc|desc``.
-* ``POST /api/graphql``: ``jobs(statuses: ...)`` for an admin token (empty for non-admins,
-  as GitLab). The query text is not parsed; ``variables.statuses`` (or the literal
-  statuses in the query) and ``variables.after`` are honoured, 100 nodes a page.
+* ``POST /api/graphql``: ``Query.jobs`` (admins), ``Query.projects(ids:)``/``project``,
+  ``Project.jobs`` (one project per request, as GitLab's ``FieldCallCount``),
+  ``Project.pipelines { jobs }`` (many projects per request); see :mod:`.graphql`.
 * Runner side (docs/runner-contract.md): ``POST /runners/verify``, ``POST /jobs/request``
   (201 job / 204), ``PUT /jobs/:id`` with the job token. Bad runner token -> 403.
 
 Control endpoints (never recorded, no token):
 
 * ``POST /_sim/projects/{id}/jobs`` ``{"tags": [...], "duration": s, "status"?: "pending"|
-  "created", "name"?}`` -> ``{"id": job_id}`` (creates project ``id`` if needed).
+  "created", "name"?, "count"?: n}`` -> ``{"id": job_id, "ids": [...]}`` (creates project
+  ``id`` if needed; ``count`` jobs at once for huge scopes).
 * ``GET /_sim/state`` -> ``{"jobs": [{id, project_id, status, tags, runner_id}],
   "runners": [{id, description, tags, run_untagged}], "requests": n}``.
-* ``POST /_sim/faults`` (common.py).
+* ``POST|GET|DELETE /_sim/faults``, ``GET /_sim/stats`` (common.py; the fault catalogue
+  is tests/forgesim/README.md, GitLab's own kinds are in :mod:`.faults`).
 * ``POST /_sim/groups`` ``{"path": "name", "parent_id"?: id}`` -> ``{"id", "full_path"}``.
 * ``POST /_sim/projects`` ``{"id"?: n, "path": "name", "group_id"?: g}`` ->
   ``{"id", "path_with_namespace"}`` (without a group the namespace is ``sim``).
