@@ -715,3 +715,84 @@ async def test_busy_runners_leave_the_job_poll_its_share(sim: Sim, make_provider
         assert sum(1 for t in sent_at if start <= t < start + 60) <= 300
     for rid in ids:
         await provider.unregister_runner(rid, force=True)
+
+
+# -- issue 11 fault drills on the forgesim's fault book ----------------------------------
+
+
+async def test_a_forbidden_project_is_skipped_while_the_others_are_served(
+    sim: Sim, make_provider: Any
+) -> None:
+    """Issue 11.4: one 403 (CI/CD disabled, Guest) used to pause the whole forge."""
+    await sim.add_projects(1, 2, 3)
+    jobs = {await sim.add_job(p, ["docker"]) for p in (1, 3)}
+    await sim.add_job(2, ["docker"])
+    await sim.ctl(
+        "POST", "/_sim/faults", {"kind": "forbidden", "project": 2, "reason": "CI disabled"}
+    )
+    clock = FakeClock()
+    provider = make_provider(sim, projects=("1", "2", "3"), clock=clock)
+    assert {j.id for j in await provider.pending_jobs()} == {str(j) for j in jobs}
+    health = provider.health()
+    assert "403" in health.scope_errors["2"]
+    polled: Counter[str] = Counter()
+    watcher = make_provider(
+        sim,
+        projects=("1", "2", "3"),
+        clock=clock,
+        observer=lambda _f, e, _s: polled.update([e]),
+    )
+    await watcher.pending_jobs()
+    first = polled["GET /projects/:id/jobs"]
+    await watcher.pending_jobs()  # project 2 waits out its backoff: 2 requests, not 3
+    assert polled["GET /projects/:id/jobs"] - first == 2
+    assert await watcher.list_own_runners() == []  # the forge itself is not paused
+    await sim.ctl("DELETE", "/_sim/faults")
+    clock.advance(301)  # the backoff has passed: project 2 is asked again, and served
+    assert len(await watcher.pending_jobs()) == 3
+    assert watcher.health().scope_errors == {}
+
+
+@pytest.mark.parametrize("retry_after", [None, 7, 1e15])
+async def test_the_jobs_limiter_429_shapes_are_rate_limits_with_bounded_waits(
+    sim: Sim, make_provider: Any, retry_after: float | None
+) -> None:
+    """Issue 11.5c/11.3: a 429 with only Retry-After, or nothing; absurd values clamped."""
+    await sim.add_projects(1)
+    body: dict[str, Any] = {"kind": "rate_limit", "shape": "jobs_limiter", "count": 1}
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+    await sim.ctl("POST", "/_sim/faults", body)
+    provider = make_provider(sim, projects=("1",), clock=FakeClock())
+    with pytest.raises(RateLimited) as caught:
+        await provider.pending_jobs()
+    wait = caught.value.retry_after
+    assert wait is not None and 1 <= wait <= 900
+    if retry_after == 7:
+        assert wait == 7
+    assert provider.health().rate_limit_remaining is None  # GitLab did not say
+
+
+async def test_a_trickling_gitlab_cannot_hold_a_poll_past_the_deadline(
+    sim: Sim, make_provider: Any
+) -> None:
+    await sim.add_projects(1)
+    await sim.add_job(1, ["docker"])
+    await sim.ctl(
+        "POST", "/_sim/faults", {"kind": "trickle", "interval": 0.5, "seconds": 5, "count": 1}
+    )
+    provider = make_provider(sim, projects=("1",), call_deadline_s=1.0)
+    with pytest.raises(TransientProviderError, match="deadline|complete answer"):
+        await provider.pending_jobs()
+
+
+async def test_a_cross_host_redirect_never_gets_the_private_token(
+    sim: Sim, make_provider: Any
+) -> None:
+    """Issue 12.3d: python-gitlab followed it and re-sent PRIVATE-TOKEN to the new host."""
+    await sim.ctl("POST", "/_sim/faults", {"kind": "redirect", "seconds": 30})
+    provider = make_provider(sim, projects=("1",))
+    with pytest.raises(PermanentProviderError, match="refused a redirect"):
+        await provider.list_own_runners()
+    stats = await sim.ctl("GET", "/_sim/stats")
+    assert stats["trap"]["hits"] == []
