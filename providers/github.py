@@ -367,9 +367,14 @@ class GitHubProvider:
         return self._book.jobs(repos)
 
     async def _verify_identity(self) -> None:
-        """Every repository refused: is it the token? ``GET /user`` (401/403: pause)."""
+        """Every repository refused: is it the token? ``GET /rate_limit`` answers 200 to
+        any valid token (PAT or App installation; ``GET /user`` refuses the latter) and
+        costs nothing; only its 401 (raised as :class:`ProviderAuthError`) pauses. GHES
+        with rate limiting off answers 404, which still proves the token."""
         try:
-            await self._call(Priority.JOB_POLL, lambda: self._json("GET", "/user"))
+            await self._call(Priority.JOB_POLL, lambda: self._json("GET", "/rate_limit"))
+        except NotFound:
+            pass
         except AccessDenied as exc:
             raise ProviderAuthError(f"GitHub refused the token's identity check: {exc}") from exc
 

@@ -559,14 +559,20 @@ class ForgeHTTP:
         return self.gate.remaining_wait()
 
     async def aclose(self) -> None:
-        """Wait for running calls (their threads end by their deadline), then close."""
+        """Wait (at most one call deadline) for running calls, then close the session."""
         self._closed = True
-        for _ in range(self.limits.max_concurrency):
-            await self._slots.acquire()
+        held = 0
+        try:
+            async with asyncio.timeout(self.limits.call_deadline_s):
+                for _ in range(self.limits.max_concurrency):
+                    await self._slots.acquire()
+                    held += 1
+        except TimeoutError:
+            pass  # a thread stuck in a trickled header read: close under it, bounded
         try:
             await asyncio.to_thread(self.session.close)
         finally:
-            for _ in range(self.limits.max_concurrency):
+            for _ in range(held):
                 self._slots.release()
 
 

@@ -496,7 +496,7 @@ async def test_a_refused_repository_is_skipped_and_only_a_refused_token_pauses(
     assert await provider.pending_jobs() == []
     assert "Resource not accessible" in provider.health().scope_errors["octo/locked"]
     # Every repository refused: the token itself is checked, and a refusal pauses.
-    mocked.get(url("/user"), status=401, json={"message": "Bad credentials"})
+    mocked.get(url("/rate_limit"), status=401, json={"message": "Bad credentials"})
     alone = make(repos=("octo/locked",))
     with pytest.raises(ProviderAuthError):
         await alone.pending_jobs()
