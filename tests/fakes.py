@@ -27,11 +27,13 @@ from orchestrator.runtime import (
     Listing,
 )
 from providers.base import (
+    ForgeKind,
     ForgeRunner,
     PendingJob,
     ProviderHealth,
     Registration,
     RunnerActivity,
+    RunnerRef,
     RunnerRequest,
     WebhookResult,
     runner_name_prefix,
@@ -126,7 +128,7 @@ class FakeForge:
     ) -> None:
         self.world = world
         self.name = name
-        self.kind = kind
+        self.kind = ForgeKind(kind)
         self.instance_id = instance_id
         self.webhook_secret = webhook_secret
         self.fail: ProviderError | None = None  # raised by every call while set
@@ -163,21 +165,24 @@ class FakeForge:
             credential_env="CI_SERVER_TOKEN",
         )
 
-    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
+    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None:
         self._check("unregister_runner")
-        runner = self.world.runners.get(forge_runner_id)
-        if runner is None:
+        forge_runner_id = str(RunnerRef.of(runner))
+        known = self.world.runners.get(forge_runner_id)
+        if known is None:
             raise RunnerNotFound(forge_runner_id)
         # GitHub refuses a busy runner even when forced; GitLab (our provider) only without.
-        if runner.busy and (self.kind == "github" or (self.refuse_busy_delete and not force)):
+        if known.busy and (self.kind == "github" or (self.refuse_busy_delete and not force)):
             raise RunnerBusy(forge_runner_id)
         del self.world.runners[forge_runner_id]
         self.world.events.append(f"unregister {forge_runner_id}")
 
-    async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
+    async def runner_activity(
+        self, runners: Sequence[RunnerRef | str]
+    ) -> Sequence[RunnerActivity]:
         self._check("runner_activity")
         out = []
-        for rid in forge_runner_ids:
+        for rid in (str(RunnerRef.of(r)) for r in runners):
             runner = self.world.runners.get(rid)
             if runner is None:
                 out.append(RunnerActivity(rid, busy=False, exists=False))
