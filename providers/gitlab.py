@@ -62,7 +62,7 @@ from providers.errors import (
     WebhookRejected,
 )
 from providers.http import ForgeHTTP, Limits, RateView, parse_time
-from providers.scopes import ScopeBook, poll_scopes
+from providers.scopes import ScopeBook, pacing, poll_scopes
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -380,17 +380,8 @@ class GitLabProvider:
         done = await poll_scopes(
             self._book, keys, poll_one, self._budget, verify_identity=self._verify_identity
         )
-        self._note_budget(done.polled, done.due)
+        self._stretched, self._note = pacing(done, self._budget, "projects")
         return self._book.jobs(keys)
-
-    def _note_budget(self, polled: int, total: int) -> None:
-        """When a poll cannot cover every project, say how stale the demand may get."""
-        if polled >= total:
-            self._stretched = None
-            self._note = ""
-            return
-        self._stretched = total / self._budget.rate  # seconds to poll every project once
-        self._note = f"polled {polled} of {total} projects (budget)"
 
     async def _poll_one(self, project: _Project) -> list[PendingJob]:
         path = f"/projects/{quote(project.key, safe='')}/jobs"

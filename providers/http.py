@@ -162,8 +162,13 @@ class RateView:
         remaining = number(headers, self.prefix + "remaining")
         limit = number(headers, self.prefix + "limit")
         reset = number(headers, self.prefix + "reset")
+        same_window = reset is None or reset == self.reset_epoch
         if remaining is not None:
-            self.remaining = max(0, int(remaining))
+            # Answers of concurrent requests arrive in any order: within one window the
+            # lowest count is the newest; a new reset time starts a new window.
+            fresh = max(0, int(remaining))
+            old = self.remaining
+            self.remaining = min(old, fresh) if same_window and old is not None else fresh
         if limit is not None:
             self.limit = max(0, int(limit))
         if reset is not None:
@@ -554,14 +559,20 @@ class ForgeHTTP:
         return self.gate.remaining_wait()
 
     async def aclose(self) -> None:
-        """Wait for running calls (their threads end by their deadline), then close."""
+        """Wait (at most one call deadline) for running calls, then close the session."""
         self._closed = True
-        for _ in range(self.limits.max_concurrency):
-            await self._slots.acquire()
+        held = 0
+        try:
+            async with asyncio.timeout(self.limits.call_deadline_s):
+                for _ in range(self.limits.max_concurrency):
+                    await self._slots.acquire()
+                    held += 1
+        except TimeoutError:
+            pass  # a thread stuck in a trickled header read: close under it, bounded
         try:
             await asyncio.to_thread(self.session.close)
         finally:
-            for _ in range(self.limits.max_concurrency):
+            for _ in range(held):
                 self._slots.release()
 
 

@@ -142,3 +142,18 @@ async def poll_scopes(
     if refused and verify_identity is not None and book.all_refused(keys):
         await verify_identity()  # raises ProviderAuthError if the token itself is bad
     return PollRound(polled=len(batch), due=len(due), total=len(keys), refused=refused)
+
+
+def pacing(
+    done: PollRound, budget: Budget, noun: str, cost_per_scope: int = 1, interval_s: float = 0.0
+) -> tuple[float | None, str]:
+    """``(seconds to poll every scope once, note)`` when the budget, not the daemon's own
+    ``interval_s``, sets how often each scope is polled."""
+    every = done.due * max(1, cost_per_scope) / budget.rate
+    if done.polled >= done.due or every <= interval_s:
+        return None, ""
+    note = (
+        f"polled {done.polled} of {done.due} {noun} this round "
+        f"({budget.per_minute} requests/min budget; each is polled every ~{every:.0f}s)"
+    )
+    return every, note
