@@ -41,6 +41,7 @@ from orchestrator.models import ForgeKind, Job
 from orchestrator.snapshot import ForgeStatus
 from providers.base import PendingJob, Provider, WebhookResult
 from providers.errors import (
+    DeadlineExceeded,
     ProviderAuthError,
     ProviderError,
     RateLimited,
@@ -91,8 +92,9 @@ class ForgeLimits:
         return min(self.wait_max_s, max(self.wait_min_s, seconds))
 
 
-class ForgeDeadline(TransientProviderError):
-    """A forge call did not finish within the overall deadline (slow or trickling forge)."""
+class ForgeDeadline(DeadlineExceeded):
+    """The daemon's own deadline on a forge call passed (the adapter's own deadline, if
+    any, should fire first; this one holds for any adapter)."""
 
 
 async def within(seconds: float, request: Awaitable[T]) -> T:
@@ -196,7 +198,7 @@ class ForgeTracker:
         started = self.clock()
         try:
             pending = await self.call(forge.provider.pending_jobs())
-        except ForgeDeadline as exc:
+        except DeadlineExceeded as exc:
             self._failed(forge, exc, "timeout")
         except ProviderAuthError as exc:
             self.auth_failed(forge.name, exc)
