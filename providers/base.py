@@ -192,6 +192,9 @@ class ProviderHealth:
     #: Scopes (project path, owner/repo) skipped because the forge refused them (403/404),
     #: with the reason; they are asked again after a backoff, the rest is served.
     scope_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Seconds since the stalest served scope's jobs were last read (None: not yet). A
+    #: forge whose demand is older than a few intervals is degraded, not "ok".
+    demand_age_s: float | None = None
     #: Requests sent so far by budget class (``job_poll``, ``webhook``, ``registration``,
     #: ``activity``, ``sweep``) and calls skipped to keep budget for more urgent ones.
     requests_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)

@@ -612,6 +612,7 @@ class GitHubProvider:
             note="; ".join(notes),
             requests_total=self._http.requests_total,
             scope_errors=errors,
+            demand_age_s=self._book.demand_age(),
             requests_by_class={p.name.lower(): n for p, n in self._budget.sent.items()},
             skipped_by_class={p.name.lower(): n for p, n in self._budget.skipped.items()},
         )

@@ -12,10 +12,12 @@ gate, deadline, ETags, redirect refusal, status -> error) is :mod:`providers.htt
 * **Demand**: ``GET /projects/:id/jobs?scope[]=pending`` per project (groups expanded to
   projects), polled within the job-poll budget by :func:`providers.scopes.poll_scopes`;
   GraphQL ``jobs(statuses: PENDING)`` for an admin instance scope.
-* **Activity** is one ``GET /runners`` listing (``job_execution_status`` of every runner,
-  100 a page) plus ``GET /runners/:id/jobs`` only for runners whose busy flag changed
-  since the last look (for the job id and its end): 12 busy runners cost 1 request, not
-  12, per round (issue 11.2).
+* **Activity** is one ``GET /runners?type=<our runner type>`` listing
+  (``job_execution_status``, 100 a page) plus ``GET /runners/:id/jobs`` only for runners
+  whose busy flag changed since the last look (for the job id and its end): 12 busy
+  runners cost 1 request, not 12, per round (issue 11.2). When the listing takes more
+  pages than there are runners to check (an instance with thousands of runners), each
+  runner is asked directly instead.
 """
 
 from __future__ import annotations
@@ -229,10 +231,12 @@ class GitLabProvider:
         self._note = ""
         self._stretched: float | None = None
         self._instance_result: list[PendingJob] | None = None
+        self._instance_at: float | None = None
         self._group_projects: list[_Project] = []
         self._groups_fetched_at: float | None = None
         self._ids: dict[tuple[str, str], int] = {}
         self._busy_seen: dict[str, RunnerActivity] = {}
+        self._listing_pages = 1  # pages the last runner listing took
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -348,6 +352,7 @@ class GitLabProvider:
         if self._instance_result is not None and not self._budget.available():
             return self._instance_result
         self._instance_result = await self._call(Priority.JOB_POLL, self._graphql_jobs)
+        self._instance_at = self._clock()
         return self._instance_result
 
     def _graphql_jobs(self) -> list[PendingJob]:
@@ -527,14 +532,14 @@ class GitLabProvider:
             if str(r.get("description") or "").startswith(self._prefix)
         ]
 
-    async def _all_runners(self, priority: Priority) -> list[JSON]:
+    async def _all_runners(self, priority: Priority, query: JSON | None = None) -> list[JSON]:
         """``/runners/all`` for an admin instance scope, else (or when refused) ``/runners``."""
         if self._options.instance:
             try:
-                return await self._call(priority, lambda: self._list("/runners/all"))
+                return await self._call(priority, lambda: self._list("/runners/all", query))
             except AccessDenied:
                 pass  # not an admin after all: the runners this user manages still count
-        return await self._call(priority, lambda: self._list("/runners"))
+        return await self._call(priority, lambda: self._list("/runners", query))
 
     async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
         """Busy flags from one runner listing; per-runner job look-ups only on change.
@@ -546,7 +551,17 @@ class GitLabProvider:
         ids = [_runner_id(RunnerRef.of(r)) for r in runners]
         if not ids:
             return []
-        listing = {str(r.get("id")): r for r in await self._all_runners(Priority.ACTIVITY)}
+        if len(ids) < self._listing_pages:  # a huge instance: asking each one is cheaper
+            each = await asyncio.gather(
+                *(self._jobs_of(r, Priority.ACTIVITY) for r in ids), return_exceptions=True
+            )
+            for outcome in each:  # every call has ended: no stray task outlives this one
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return [a for a in each if isinstance(a, RunnerActivity)]
+        found = await self._all_runners(Priority.ACTIVITY, {"type": self._runner_type()})
+        self._listing_pages = max(1, -(-len(found) // PER_PAGE))
+        listing = {str(r.get("id")): r for r in found}
         answers: dict[str, RunnerActivity] = {}
         to_check: list[str] = []
         for rid in ids:
@@ -655,9 +670,15 @@ class GitLabProvider:
             note=note,
             requests_total=self._http.requests_total,
             scope_errors=self._book.errors(),
+            demand_age_s=self._demand_age(),
             requests_by_class={p.name.lower(): n for p, n in self._budget.sent.items()},
             skipped_by_class={p.name.lower(): n for p, n in self._budget.skipped.items()},
         )
+
+    def _demand_age(self) -> float | None:
+        if self._options.instance and self._instance_at is not None:
+            return self._clock() - self._instance_at
+        return self._book.demand_age()
 
     async def aclose(self) -> None:
         """Close the HTTP session (waits for in-flight calls to end)."""

@@ -64,6 +64,17 @@ class ScopeBook:
         self._scopes: dict[str, _Scope] = {}
         self.labels: dict[str, str] = {}  # key -> what /status shows (path, owner/repo)
 
+    def demand_age(self) -> float | None:
+        """Seconds since the stalest served scope was answered (None: one never was).
+
+        Refused scopes do not count (they are reported on their own); a stale view is
+        what ``/ready`` must not call "ok"."""
+        served = [s.polled_at for s in self._scopes.values() if not s.error]
+        if not served:
+            return None
+        oldest = min(served)
+        return None if oldest == float("-inf") else self._clock() - oldest
+
     def sync(self, keys: Sequence[str]) -> None:
         """Forget scopes that are no longer configured (or left a group/org)."""
         for gone in set(self._scopes) - set(keys):

@@ -711,6 +711,8 @@ async def test_busy_runners_leave_the_job_poll_its_share(sim: Sim, make_provider
     assert polls >= rounds - 1, seen  # every round saw the forge's demand
     assert seen_in_round is not None and seen_in_round - 20 <= 1  # within one interval
     assert activity_requests <= rounds + 12, seen  # one listing a round, not one per runner
+    age = provider.health().demand_age_s
+    assert age is not None and age <= 2  # the view /ready judges is one interval old
     for start in sent_at:  # and the whole stays inside 300 requests in any minute
         assert sum(1 for t in sent_at if start <= t < start + 60) <= 300
     for rid in ids:
