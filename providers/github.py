@@ -61,8 +61,9 @@ from providers.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from providers.http import ForgeHTTP, Limits, RateView, header, next_link, parse_time
+from providers.http import ForgeHTTP, Limits
 from providers.scopes import ScopeBook, pacing, poll_scopes
+from providers.wire import RateView, header, next_link, parse_time
 
 T = TypeVar("T")
 

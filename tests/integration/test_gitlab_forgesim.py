@@ -139,7 +139,7 @@ def make_provider() -> Any:
 
     yield make
     for provider in made:
-        provider._http.session.close()  # sync close: the event loop of the test is gone
+        provider._client.http.session.close()  # sync close: the event loop of the test is gone
 
 
 def _request(name: str = "pool-a-1", **kw: Any) -> RunnerRequest:

@@ -31,7 +31,7 @@ from providers.errors import (
     WebhookRejected,
 )
 from providers.gitlab import GitLabProvider, endpoint_template
-from providers.http import parse_time, retry_after
+from providers.wire import parse_time, retry_after
 
 URL = "http://gl.test"
 API = f"{URL}/api/v4"
