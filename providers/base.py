@@ -274,6 +274,7 @@ class GitLabOptions:
     runner_project_id: int | None = None  # project to register project_type runners in
     requests_per_minute: int = 300  # budget, well under GitLab's 600/min default
     include_created: bool = False  # also count jobs in status "created" as demand
+    graphql_poll: bool = False  # pending jobs of up to 100 projects per GraphQL request
     webhook_secret: str = dataclasses.field(default="", repr=False)
     group_refresh_s: float = 300.0
     request_timeout_s: float = 15.0  # connect and per read

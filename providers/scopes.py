@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from providers.base import PendingJob
 from providers.budget import Budget, Priority
@@ -121,10 +121,14 @@ async def poll_scopes(
     *,
     cost_per_scope: int = 1,
     verify_identity: Callable[[], Awaitable[None]] | None = None,
+    only: Collection[str] | None = None,
 ) -> PollRound:
-    """Poll what the budget allows (see the module docstring); answers go into ``book``."""
+    """Poll what the budget allows (see the module docstring); answers go into ``book``.
+
+    ``only``: poll just these of ``keys`` (another poll, e.g. GraphQL, answered the rest).
+    """
     book.sync(keys)
-    due = book.due(keys)
+    due = [k for k in book.due(keys) if only is None or k in only]
     room = budget.available(Priority.JOB_POLL) // max(1, cost_per_scope)
     batch = due[:room]
     outcomes = await asyncio.gather(*(poll_one(k) for k in batch), return_exceptions=True)

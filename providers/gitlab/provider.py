@@ -6,7 +6,9 @@ retirement and activity are :mod:`.runners`.
 * **Demand**: ``GET /projects/:id/jobs?scope[]=pending`` per project (groups expanded to
   projects, refreshed every ``group_refresh_s`` as a sweep), polled within the job-poll
   budget by :func:`providers.scopes.poll_scopes` (a 403/404 project is skipped, not the
-  forge); GraphQL ``jobs(statuses: PENDING)`` for an admin instance scope.
+  forge); GraphQL ``jobs(statuses: PENDING)`` for an admin instance scope. With
+  ``graphql_poll``, up to 100 projects per GraphQL request first (:mod:`.graphql`), REST
+  for whatever that poll cannot vouch for.
 * **Job Hooks** of a configured project become a hint with the job's tags (one
   ``GET /projects/:id/jobs/:job_id`` at webhook priority: the hook has none); a hook for a
   project outside the scopes is no demand (issue 11.6). Nothing is cached here.
@@ -43,6 +45,7 @@ from providers.errors import (
     WebhookRejected,
 )
 from providers.gitlab.client import GitLabClient
+from providers.gitlab.graphql import GraphQLPoll
 from providers.gitlab.parse import (
     Project,
     job_from_graphql,
@@ -92,6 +95,9 @@ class GitLabProvider:
         self._instance_at: float | None = None
         self._group_projects: list[Project] = []
         self._groups_fetched_at: float | None = None
+        self._graphql = (
+            GraphQLPoll(self._client, self._statuses, clock) if options.graphql_poll else None
+        )
 
     # -- runners (see runners.py) ----------------------------------------------------
 
@@ -221,10 +227,24 @@ class GitLabProvider:
         async def poll_one(key: str) -> list[PendingJob]:
             return await self._poll_one(by_key[key])
 
+        only: set[str] | None = None
+        if self._graphql is not None and self._graphql.usable():
+            self._book.sync(keys)
+            stalest = [by_key[k] for k in self._book.due(keys)]
+            answers, only = await self._graphql.poll(stalest, self._client.budget)
+            for key, jobs in answers.items():
+                self._book.answered(key, jobs)
         done = await poll_scopes(
-            self._book, keys, poll_one, self._client.budget, verify_identity=self._verify_identity
+            self._book,
+            keys,
+            poll_one,
+            self._client.budget,
+            verify_identity=self._verify_identity,
+            only=only,
         )
         self._stretched, self._note = pacing(done, self._client.budget, "projects")
+        if self._graphql is not None and self._graphql.note:
+            self._note = "; ".join(n for n in (self._note, self._graphql.note) if n)
         return self._book.jobs(keys)
 
     async def _poll_one(self, project: Project) -> list[PendingJob]:
