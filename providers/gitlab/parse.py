@@ -93,7 +93,7 @@ def runner_id(ref: RunnerRef) -> str:
 def parse_json_object(body: bytes) -> JSON:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: 400
         raise WebhookRejected(400, "body is not JSON") from exc
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "body is not a JSON object")
