@@ -61,6 +61,15 @@ class SimBase:
     def request_count(self) -> int:
         return len(self.requests)
 
+    def add_fault(self, kind: str, **body: Any) -> FaultRule:
+        """In process, exactly as ``POST /_sim/faults {"kind": kind, **body}`` (so the
+        ``project``/``repo`` conveniences work): ``sim.add_fault("forbidden", project=5)``."""
+        rule = fault_kinds.add_fault_from_json(
+            self.faults, {"kind": kind, **body}, self.fault_match
+        )
+        assert rule is not None  # only the old kind-less form clears
+        return rule
+
     def set_fault(
         self, status: int, seconds: float, retry_after: float | None = None, delay: float = 0.0
     ) -> None:

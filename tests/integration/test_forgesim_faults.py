@@ -246,3 +246,10 @@ async def test_stats_count_requests_by_class(gl: Client) -> None:
     }
     assert classes["job_poll"]["statuses"] == {"200": 1}
     assert (await gl.ctl("GET", "/_sim/stats?since=0"))["total"] == 0
+
+
+async def test_faults_can_be_added_in_process_with_the_same_conveniences(gl: Client) -> None:
+    rule = gl.sim.add_fault("forbidden", project=2, count=1)
+    assert rule.match is not None
+    assert (await gl.get("/api/v4/projects/2/jobs"))[0] == 403
+    assert (await gl.get("/api/v4/projects/2/jobs"))[0] == 200

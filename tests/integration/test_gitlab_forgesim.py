@@ -139,7 +139,7 @@ def make_provider() -> Any:
 
     yield make
     for provider in made:
-        provider._http.session.close()  # sync close: the event loop of the test is gone
+        provider._client.http.session.close()  # sync close: the event loop of the test is gone
 
 
 def _request(name: str = "pool-a-1", **kw: Any) -> RunnerRequest:
@@ -711,6 +711,8 @@ async def test_busy_runners_leave_the_job_poll_its_share(sim: Sim, make_provider
     assert polls >= rounds - 1, seen  # every round saw the forge's demand
     assert seen_in_round is not None and seen_in_round - 20 <= 1  # within one interval
     assert activity_requests <= rounds + 12, seen  # one listing a round, not one per runner
+    age = provider.health().demand_age_s
+    assert age is not None and age <= 2  # the view /ready judges is one interval old
     for start in sent_at:  # and the whole stays inside 300 requests in any minute
         assert sum(1 for t in sent_at if start <= t < start + 60) <= 300
     for rid in ids:
@@ -796,3 +798,51 @@ async def test_a_cross_host_redirect_never_gets_the_private_token(
         await provider.list_own_runners()
     stats = await sim.ctl("GET", "/_sim/stats")
     assert stats["trap"]["hits"] == []
+
+
+# -- issue 15 (stretch): many projects per GraphQL request, REST behind it ----------------
+
+
+async def test_graphql_poll_sees_100_projects_in_one_request(sim: Sim, make_provider: Any) -> None:
+    """REST needs one request per project (50 a round at the default budget, so half the
+    projects waited two intervals); GraphQL lists them all in one."""
+    await sim.add_projects(*range(1, 101))
+    wanted = {str(await sim.add_job(p, ["docker"])) for p in range(1, 101)}
+    running = await sim.add_job(5, ["docker"])
+    await sim.ctl("POST", f"/_sim/jobs/{running}", {"status": "running"})
+    seen: Counter[str] = Counter()
+    provider = make_provider(
+        sim,
+        projects=tuple(str(p) for p in range(1, 101)),
+        graphql_poll=True,
+        observer=lambda _f, e, _s: seen.update([e]),
+    )
+    jobs = await provider.pending_jobs()
+    assert {j.id for j in jobs} == wanted
+    assert {j.scope for j in jobs} == {str(p) for p in range(1, 101)}
+    assert seen == Counter({"POST /graphql": 1})
+
+
+async def test_graphql_poll_hands_missing_projects_and_refusals_to_rest(
+    sim: Sim, make_provider: Any
+) -> None:
+    await sim.add_projects(1, 3)
+    wanted = {str(await sim.add_job(p, ["docker"])) for p in (1, 3)}
+    seen: Counter[str] = Counter()
+    provider = make_provider(
+        sim,
+        projects=("1", "404", "3"),  # 404: not in the GraphQL answer, so REST asks it
+        graphql_poll=True,
+        clock=FakeClock(),
+        observer=lambda _f, e, _s: seen.update([e]),
+    )
+    assert {j.id for j in await provider.pending_jobs()} == wanted
+    assert "404" in provider.health().scope_errors  # REST asked it and was refused
+    assert (seen["POST /graphql"], seen["GET /projects/:id/jobs"]) == (1, 1)
+    await sim.ctl("POST", "/_sim/faults", {"kind": "graphql_refused", "shape": "not_found"})
+    seen.clear()
+    assert {j.id for j in await provider.pending_jobs()} == wanted
+    assert (seen["POST /graphql"], seen["GET /projects/:id/jobs"]) == (1, 2)  # 404 backs off
+    seen.clear()
+    await provider.pending_jobs()
+    assert seen["POST /graphql"] == 0  # refused: not asked again for an hour

@@ -651,3 +651,11 @@ async def test_a_cancelled_call_does_not_starve_the_client_pool(
     await provider.aclose()
     with pytest.raises(PermanentProviderError):
         await provider.pending_jobs()
+
+
+async def test_a_deeply_nested_delivery_is_a_400_not_a_crash() -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    headers = {"X-GitHub-Event": "workflow_job", "X-Hub-Signature-256": _sign(body)}
+    with pytest.raises(WebhookRejected) as caught:
+        await make().handle_webhook(headers, body)
+    assert caught.value.status == 400

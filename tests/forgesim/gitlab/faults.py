@@ -39,6 +39,7 @@ from tests.forgesim.gitlab.shapes import jobs_limiter_429, rack_attack_429
 from tests.forgesim.gitlab.state import SIM, GitLabSim
 
 STATE_KINDS = ("gitlab_limiter", "oversized_page")
+_JOB_LIST = re.compile(r"^/api/v4/projects/[^/]+/jobs$")
 
 
 def _message(status: int, text: str) -> web.Response:
@@ -50,7 +51,7 @@ def forbidden(rule: FaultRule, request: web.Request) -> web.Response:
     # lib/api/ci/jobs.rb: GET :id/jobs runs check_rate_limit!(:jobs_index) and then
     # authorize_read_builds! (CI/CD disabled, repository disabled, Guest -> 403).
     sim = request.app[SIM]
-    if request.method == "GET" and "/jobs" in request.raw_path:
+    if request.method == "GET" and _JOB_LIST.search(request.raw_path.split("?", 1)[0]):
         sim.count_job_list()
     reason = rule.params.get("reason")
     return _message(403, "403 Forbidden" + (f" - {reason}" if reason else ""))
