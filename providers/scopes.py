@@ -8,8 +8,9 @@ Both adapters poll the same way, so it lives here once:
   :mod:`providers.budget`);
 * a scope that answers 403 or 404 is *skipped*, not the forge: its reason is kept for
   ``health().scope_errors`` and, after one more try the next round, it is asked again
-  after a backoff that doubles (30 s, 1 min, ... 1 h) while the rest is served (11.4). Only when *every* scope refuses
-  is the token itself checked; a failed identity check pauses the forge;
+  after a backoff that doubles (30 s, 1 min, ... 1 h) while the rest is served (11.4).
+  Only when *every* scope refuses is the token itself checked; a failed identity check
+  pauses the forge;
 * a rate limit or an auth error fails the whole poll (the forge must wait); a transient
   error of one scope keeps its previous answer, and fails the poll only if every scope
   polled this round failed.
