@@ -22,6 +22,7 @@ from providers.errors import (
     AccessDenied,
     DeadlineExceeded,
     RateLimited,
+    TransientProviderError,
     UnsafeRedirect,
 )
 from providers.github import GitHubProvider
@@ -325,3 +326,36 @@ async def test_a_link_to_another_host_is_not_followed() -> None:
     with pytest.raises(UnsafeRedirect):
         await github().list_own_runners()
     assert len(responses.calls) == 1
+
+
+def _stall(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "10")
+    handler.end_headers()
+    handler.wfile.write(b"[")
+    handler.wfile.flush()
+    time.sleep(1.5)  # longer than one read may wait
+
+
+def _cut(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "100")
+    handler.end_headers()
+    handler.wfile.write(b"[1,")
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("handler", [_stall, _cut], ids=["read-timeout", "cut-short"])
+async def test_a_body_that_stalls_or_is_cut_short_is_transient_not_a_bug(
+    servers: list[_Server], handler: Any
+) -> None:
+    """The body is read below requests, so urllib3's errors must be mapped there too."""
+    server = _Server(handler)
+    servers.append(server)
+    provider = gitlab(url=server.url, request_timeout_s=0.5, call_deadline_s=10.0)
+    with pytest.raises(TransientProviderError):
+        await provider.list_own_runners()
+    await provider.aclose()
