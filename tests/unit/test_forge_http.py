@@ -359,3 +359,18 @@ async def test_a_body_that_stalls_or_is_cut_short_is_transient_not_a_bug(
     with pytest.raises(TransientProviderError):
         await provider.list_own_runners()
     await provider.aclose()
+
+
+def test_the_etag_cache_is_bounded_in_bytes_not_only_entries() -> None:
+    from providers.wire import Entry, EtagCache
+
+    cache = EtagCache(max_entries=100, max_bytes=1600)
+    for i in range(10):
+        cache.put(f"u{i}", Entry('"e"', {}, b"x" * 100))
+    assert len(cache) == 10
+    for i in range(10, 30):
+        cache.put(f"u{i}", Entry('"e"', {}, b"x" * 100))
+    assert len(cache) == 16  # 1600 bytes
+    assert cache.get("u0") is None and cache.get("u29") is not None
+    cache.put("big", Entry('"e"', {}, b"x" * 101))  # over a sixteenth: never kept
+    assert cache.get("big") is None
