@@ -374,3 +374,21 @@ def test_the_etag_cache_is_bounded_in_bytes_not_only_entries() -> None:
     assert cache.get("u0") is None and cache.get("u29") is not None
     cache.put("big", Entry('"e"', {}, b"x" * 101))  # over a sixteenth: never kept
     assert cache.get("big") is None
+
+
+async def test_a_registration_waits_for_budget_but_only_a_few_seconds() -> None:
+    clock = Clock()
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    budget = Budget(60, clock, sleep)  # burst 10, refill 50/min
+    for _ in range(10):
+        budget.charge(Priority.JOB_POLL)
+    started = clock.now
+    await budget.admit(Priority.REGISTRATION, 60)  # needs 2 tokens: ~2.4 s of refill
+    assert 0 < clock.now - started <= 5
+    for _ in range(30):
+        budget.charge(Priority.REGISTRATION)  # deep in debt: ~36 s to recover
+    with pytest.raises(BudgetShort):
+        await budget.admit(Priority.REGISTRATION, 60)  # gives up after its 5 s, not 60
