@@ -848,3 +848,18 @@ async def test_graphql_poll_hands_missing_projects_and_refusals_to_rest(
     await provider.pending_jobs()
     assert seen["GET /projects/:id/jobs"] == 2  # now 404 backs off
     assert seen["POST /graphql"] == 0  # refused: not asked again for an hour
+
+
+async def test_a_huge_backlog_is_read_only_up_to_the_cap_and_counted(
+    sim: Sim, make_provider: Any
+) -> None:
+    """Issue 12.8: a forge page of 100k jobs was taken whole (25 MB /status, +160 MB RSS)."""
+    await sim.ctl("POST", "/_sim/projects/1/jobs", {"tags": ["docker"], "count": 150})
+    await sim.ctl("POST", "/_sim/faults", {"kind": "oversized_page", "size": 5000})
+    provider = make_provider(sim, projects=("1",), max_jobs_per_scope=120)
+    assert len(await provider.pending_jobs()) == 120
+    assert provider.health().jobs_capped == {"1": 120}
+    await sim.ctl("DELETE", "/_sim/faults")
+    roomy = make_provider(sim, projects=("1",), max_jobs_per_scope=1000)
+    assert len(await roomy.pending_jobs()) == 150
+    assert roomy.health().jobs_capped == {}
