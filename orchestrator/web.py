@@ -11,6 +11,7 @@ GET  /status                           forges, pools, hosts, waiting jobs and re
 GET  /runners                          every runner (active and recently removed)
 GET  /metrics                          Prometheus text format
 (the same under /api/v1/...)
+GET  /api/v1/openapi.json              the OpenAPI 3.1 document (orchestrator/openapi.py)
 POST /api/v1/runners/scale-up          {"pool": name, "count": n}      (management)
 POST /api/v1/runners/scale-down        {"pool": name, "count": n}      (management)
 DELETE /api/v1/runners/{id}            retire one runner unless busy   (management)
@@ -32,6 +33,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from orchestrator import openapi
 from orchestrator.config import Settings
 from orchestrator.logging import redact_text
 from orchestrator.metrics import Metrics
@@ -107,6 +109,10 @@ async def runners(request: web.Request) -> web.Response:
     return web.json_response({"runners": request.app[RECONCILER].snapshot.runners_json()})
 
 
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
@@ -133,11 +139,75 @@ def _authorize(request: web.Request) -> web.Response | None:
     return None
 
 
+#: Management bodies are tiny; anything bigger is a mistake or an attack.
+MANAGEMENT_BODY_BYTES = 16 * 1024
+#: A request body must have arrived completely within this many seconds (else 408).
+BODY_READ_S = 10.0
+
+
+class BadBody(Exception):
+    """A request body we refuse, with the 4xx status and the one-line reason to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes, arrived within :data:`BODY_READ_S`.
+
+    Reads until EOF (one ``read(n)`` may return a partial body when it arrives in
+    several TCP segments) and refuses early on a declared or actual oversize body.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise BadBody(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+
+    async def consume() -> None:
+        nonlocal size
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise BadBody(413, f"body larger than {limit} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(consume(), BODY_READ_S)
+    except TimeoutError:
+        raise BadBody(408, f"body not received within {BODY_READ_S:g} s") from None
+    return b"".join(chunks)
+
+
+def parse_json(request: web.Request, body: bytes) -> Any:
+    """Decode ``body`` as JSON in the request's charset; every malformed body is a BadBody.
+
+    The failures this maps are the ones hostile input produces: an unknown charset
+    (LookupError), bytes that are not that charset, invalid JSON or a number longer than
+    Python's int conversion limit (ValueError), and nesting deeper than the parser's
+    recursion limit (RecursionError).
+    """
+    charset = request.charset or "utf-8"
+    try:
+        text = body.decode(charset)
+    except LookupError:
+        raise BadBody(415, "unknown charset in Content-Type") from None
+    except UnicodeDecodeError:
+        raise BadBody(400, f"body is not valid {charset}") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BadBody(400, "body is not JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer beyond the digit limit
+        raise BadBody(400, f"body is not JSON: {str(exc)[:80]}") from None
+
+
 async def _scale_body(request: web.Request) -> tuple[str, int] | web.Response:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return _error(400, 'body must be JSON: {"pool": name, "count": n}')
+        body = parse_json(request, await read_body(request, MANAGEMENT_BODY_BYTES))
+    except BadBody as exc:
+        return _error(exc.status, f'{exc.message} (expected {{"pool": name, "count": n}})')
     if not isinstance(body, dict):
         return _error(400, "body must be a JSON object")
     pool, count = body.get("pool"), body.get("count", 1)
@@ -148,7 +218,7 @@ async def _scale_body(request: web.Request) -> tuple[str, int] | web.Response:
     try:
         request.app[SETTINGS].pool(pool)
     except KeyError:
-        return _error(400, f"unknown pool {pool!r}")
+        return _error(400, f"unknown pool {pool[:100]!r}")
     return pool, count
 
 
@@ -184,7 +254,7 @@ async def delete_runner(request: web.Request) -> web.Response:
     try:
         runner = await reconciler.retire_now(runner_id)
     except UnknownRunner:
-        return _error(404, f"no runner {runner_id!r}")
+        return _error(404, f"no runner {runner_id[:100]!r}")
     if runner.state is RunnerState.REMOVED:
         return web.json_response({"removed": True, "runner": runner_json(runner)})
     return web.json_response(
@@ -209,7 +279,7 @@ async def runner_logs(request: web.Request) -> web.Response:
     try:
         text = await request.app[RECONCILER].logs(runner_id, max(1, min(tail, 5000)))
     except UnknownRunner:
-        return _error(404, f"no runner {runner_id!r}")
+        return _error(404, f"no runner {runner_id[:100]!r}")
     return web.Response(text=redact_text(text), content_type="text/plain")
 
 
@@ -233,13 +303,12 @@ async def webhook(request: web.Request) -> web.Response:
     if provider is None:
         return _error(404, f"no {kind} forge configured")
     limit = request.app[SETTINGS].max_webhook_bytes
-    if request.content_length is not None and request.content_length > limit:
-        metrics_.webhooks.labels(provider.name, "too_large").inc()
-        return _error(413, f"body larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        metrics_.webhooks.labels(provider.name, "too_large").inc()
-        return _error(413, f"body larger than {limit} bytes")
+    try:
+        body = await read_body(request, limit)
+    except BadBody as exc:
+        result_label = "too_large" if exc.status == 413 else f"rejected_{exc.status}"
+        metrics_.webhooks.labels(provider.name, result_label).inc()
+        return _error(exc.status, exc.message)
     try:
         result = await asyncio.wait_for(
             provider.handle_webhook(dict(request.headers), body), WEBHOOK_ANSWER_S
@@ -250,6 +319,11 @@ async def webhook(request: web.Request) -> web.Response:
         metrics_.webhooks.labels(provider.name, "accepted_slow").inc()
         request.app[RECONCILER].nudge()
         return web.json_response({"accepted": True, "note": "processed by polling"}, status=202)
+    except RecursionError:
+        # The provider parses the (authenticated) body; nesting beyond the parser's
+        # recursion limit is malformed input, not a bug in the daemon.
+        metrics_.webhooks.labels(provider.name, "rejected_400").inc()
+        return _error(400, "body is not JSON: nested too deeply")
     except WebhookRejected as exc:
         metrics_.webhooks.labels(provider.name, f"rejected_{exc.status}").inc()
         log.info("webhook.rejected", forge=provider.name, status=exc.status, reason=str(exc))
@@ -291,6 +365,7 @@ def create_app(
         app.router.add_get(f"/api/v1/{path}", handler)
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_post("/api/v1/runners/scale-up", scale_up)
     app.router.add_post("/api/v1/runners/scale-down", scale_down)
     app.router.add_delete("/api/v1/runners/{id}", delete_runner)

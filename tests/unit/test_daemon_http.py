@@ -19,6 +19,7 @@ from orchestrator.config import Settings
 from orchestrator.models import RunnerState
 from tests.conftest import scan_for_secrets
 from tests.fakes import FakeForge, FakeRuntime, FakeWorld
+from tests.openapi_check import check_response
 
 MGMT = "mgmt-secret-token"
 
@@ -32,7 +33,9 @@ class Running:
 
     async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
         async with self.session.get(self.base + path, **kw) as r:
-            body = await r.text()
+            raw = await r.read()
+            check_response("GET", path, r.status, r.headers, raw)
+            body = raw.decode()
             try:
                 return r.status, json.loads(body)
             except json.JSONDecodeError:
@@ -40,7 +43,9 @@ class Running:
 
     async def send(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
         async with self.session.request(method, self.base + path, **kw) as r:
-            text = await r.text()
+            raw = await r.read()
+            check_response(method, path, r.status, r.headers, raw)
+            text = raw.decode()
             return r.status, (json.loads(text) if text.startswith(("{", "[")) else text)
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
