@@ -123,6 +123,7 @@ class Daemon:
         self.instance_id = self.journal.instance_id(settings.instance_id)
         self.reconciler: Reconciler | None = None
         self.metrics = Metrics(snapshot=self._snapshot)
+        self.journal.on_transition(self.metrics.transition)
         self.providers = providers(settings, self.instance_id, self.metrics.observe_request)
         self.runtime = runtime(settings, self.instance_id)
         self.reconciler = Reconciler(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.events import EVENT_WORDS
 from orchestrator.models import RunnerState, WaitReason
 
 JSON = "application/json"
@@ -178,6 +179,26 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["runners"],
         "properties": {"runners": {"type": "array", "items": _ref("Runner")}},
     },
+    "Event": {
+        "type": "object",
+        "required": ["seq", "at", "runner", "event", "to", "reason"],
+        "properties": {
+            "seq": {"type": "integer", "description": "journal order; pass as ?before="},
+            "at": {"type": "string", "format": "date-time"},
+            "runner": {"type": "string"},
+            "pool": {"type": "string"},
+            "forge": {"type": "string"},
+            "event": {"enum": list(EVENT_WORDS)},
+            "from": {"enum": [*(s.value for s in RunnerState), None]},
+            "to": {"enum": [s.value for s in RunnerState]},
+            "reason": {"type": "string"},
+        },
+    },
+    "Events": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {"events": {"type": "array", "items": _ref("Event")}},
+    },
     "ScaleRequest": {
         "type": "object",
         "required": ["pool"],
@@ -288,6 +309,13 @@ _RUNNER_ID = {
 }
 
 
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
 def _webhook(with_forge: bool) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {
@@ -356,6 +384,29 @@ def document() -> dict[str, Any]:
             "summary": "this document",
             "tags": ["read"],
             "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_COMMON},
+        }
+    }
+    paths["/api/v1/events"] = {
+        "get": {
+            "summary": "runner lifecycle history from the journal, newest first",
+            "description": "Kept as long as the journal keeps the runner (removed runners "
+            "are pruned after a retention period).",
+            "tags": ["read"],
+            "parameters": [
+                _query("runner", {"type": "string", "minLength": 1, "maxLength": 200}),
+                _query("pool", {"type": "string", "minLength": 1, "maxLength": 200}),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+                _query(
+                    "before",
+                    {"type": "integer", "minimum": 1},
+                    "only events with a smaller seq (the next page)",
+                ),
+            ],
+            "responses": {
+                "200": _json(_ref("Events"), "events"),
+                "400": _error("BadRequest"),
+                **_COMMON,
+            },
         }
     }
     paths["/api/v1/runners/scale-up"] = _scale("up")

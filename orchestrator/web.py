@@ -12,6 +12,7 @@ GET  /runners                          every runner (active and recently removed
 GET  /metrics                          Prometheus text format
 (the same under /api/v1/...)
 GET  /api/v1/openapi.json              the OpenAPI 3.1 document (orchestrator/openapi.py)
+GET  /api/v1/events?runner=&pool=&limit=&before=   runner lifecycle history, newest first
 POST /api/v1/runners/scale-up          {"pool": name, "count": n}      (management)
 POST /api/v1/runners/scale-down        {"pool": name, "count": n}      (management)
 DELETE /api/v1/runners/{id}            retire one runner unless busy   (management)
@@ -35,12 +36,13 @@ from aiohttp import web
 
 from orchestrator import openapi
 from orchestrator.config import Settings
+from orchestrator.events import event_json
 from orchestrator.logging import redact_text
 from orchestrator.metrics import Metrics
 from orchestrator.models import RunnerState
 from orchestrator.reconciler import Reconciler
 from orchestrator.snapshot import runner_json
-from orchestrator.state import UnknownRunner
+from orchestrator.state import Journal, UnknownRunner
 from providers.base import Provider
 from providers.errors import ProviderError, WebhookRejected
 
@@ -49,6 +51,7 @@ log = structlog.get_logger("orchestrator.web")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler", Reconciler)
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+JOURNAL: web.AppKey[Journal] = web.AppKey("journal", Journal)
 PROVIDERS: web.AppKey[Mapping[str, Provider]] = web.AppKey("providers", dict)
 LAST_TICK: web.AppKey[Callable[[], float]] = web.AppKey("last_tick", object)  # type: ignore[arg-type]
 
@@ -107,6 +110,47 @@ async def status(request: web.Request) -> web.Response:
 
 async def runners(request: web.Request) -> web.Response:
     return web.json_response({"runners": request.app[RECONCILER].snapshot.runners_json()})
+
+
+class BadQuery(Exception):
+    """A query parameter we refuse (400), with the one-line reason."""
+
+
+def int_query(
+    request: web.Request, name: str, default: int | None, low: int, high: int
+) -> int | None:
+    """Query parameter ``name`` as an integer in ``low..high`` (absent: ``default``)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
+        raise BadQuery(f"{name}: integer from {low} to {high}")
+    return int(raw)
+
+
+def text_query(request: web.Request, name: str, longest: int = 200) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and not 1 <= len(raw) <= longest:
+        raise BadQuery(f"{name}: 1 to {longest} characters")
+    return raw
+
+
+#: Largest ``limit`` of GET /api/v1/events.
+MAX_EVENTS = 1000
+
+
+async def events(request: web.Request) -> web.Response:
+    """Runner lifecycle history from the journal, newest first (``before`` pages back)."""
+    try:
+        limit = int_query(request, "limit", 100, 1, MAX_EVENTS)
+        before = int_query(request, "before", None, 1, 2**62)
+        runner = text_query(request, "runner")
+        pool = text_query(request, "pool")
+    except BadQuery as exc:
+        return _error(400, str(exc))
+    assert limit is not None
+    found = request.app[JOURNAL].events(runner_id=runner, pool=pool, limit=limit, before=before)
+    return web.json_response({"events": [event_json(e) for e in found]})
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -350,6 +394,7 @@ def create_app(
     app = web.Application(middlewares=[_errors], client_max_size=settings.max_webhook_bytes + 1)
     app[SETTINGS] = settings
     app[RECONCILER] = reconciler
+    app[JOURNAL] = reconciler.journal
     app[METRICS] = metrics_
     app[PROVIDERS] = providers
     app[LAST_TICK] = last_tick
@@ -366,6 +411,7 @@ def create_app(
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
+    app.router.add_get("/api/v1/events", events)
     app.router.add_post("/api/v1/runners/scale-up", scale_up)
     app.router.add_post("/api/v1/runners/scale-down", scale_down)
     app.router.add_delete("/api/v1/runners/{id}", delete_runner)

@@ -282,3 +282,42 @@ async def test_a_slow_webhook_lookup_is_still_answered_fast(
     status, body = await running.send("POST", "/webhooks/gitlab", data=b"{}")
     assert status == 202 and "polling" in body["note"]
     assert asyncio.get_running_loop().time() - started < 2
+
+
+async def test_event_history_says_what_happened_to_a_runner(running: Running) -> None:
+    running.world.add_job("gitlab", ["docker", "amd64"])
+    running.daemon.scheduler.nudge()
+    await running.until(lambda: len(running.world.live_containers()) == 1)
+    _, listing = await running.get("/runners")
+    rid = listing["runners"][0]["id"]
+    status, body = await running.get(f"/api/v1/events?runner={rid}")
+    assert status == 200
+    words = [e["event"] for e in body["events"]]
+    assert words[-3:] == ["registered", "registering", "created"]
+    assert all(e["runner"] == rid and e["pool"] == "amd64" for e in body["events"])
+    _, body = await running.get("/api/v1/events?pool=amd64&limit=1")
+    assert len(body["events"]) == 1
+    _, body = await running.get("/api/v1/events?pool=nope")
+    assert body["events"] == []
+    _, metrics = await running.get("/metrics")
+    assert 'runner_orchestrator_runner_transitions_total{from_state="",pool="amd64"' in metrics
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=1001",
+        "limit=abc",
+        "limit=" + "9" * 5000,
+        "limit=-1",
+        "limit=1.5",
+        "before=0",
+        "runner=",
+        "pool=" + "p" * 300,
+        "limit=%D9%A1",
+    ],
+)
+async def test_bad_event_queries_are_400(running: Running, query: str) -> None:
+    status, body = await running.get(f"/api/v1/events?{query}")
+    assert status == 400 and "error" in body
