@@ -31,6 +31,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"$ref": f"#/components/responses/{description}"}
 
@@ -405,6 +409,39 @@ def document() -> dict[str, Any]:
             "responses": {
                 "200": _json(_ref("Events"), "events"),
                 "400": _error("BadRequest"),
+                **_COMMON,
+            },
+        }
+    }
+    part = _query(
+        "part",
+        {"enum": ["live"]},
+        "live: only the part of the page that refreshes itself (fetched by its script)",
+    )
+    paths["/"] = {
+        "get": {
+            "summary": "the status page for people (HTML, refreshes itself)",
+            "tags": ["read"],
+            "parameters": [part],
+            "responses": {
+                "200": _html("the page"),
+                "400": _error("BadRequest"),
+                **_COMMON,
+            },
+        }
+    }
+    paths["/runners/{id}"] = {
+        "get": {
+            "summary": "one runner's page: its state and history; with a bearer token, "
+            "its log tail",
+            "tags": ["read"],
+            "parameters": [_RUNNER_ID, part],
+            "responses": {
+                "200": _html("the page"),
+                "400": _error("BadRequest"),
+                "401": _error("Unauthorized"),
+                "403": _error("Forbidden"),
+                "404": _html("no such runner (a page saying so)"),
                 **_COMMON,
             },
         }

@@ -5,6 +5,8 @@ Docker inline. Management endpoints need ``Authorization: Bearer <MANAGEMENT_TOK
 Client mistakes get a 4xx with a JSON ``{"error": ...}`` body, never a 500.
 
 =====================================  ================================================
+GET  /                                 the status page (HTML; ?part=live: the refreshing part)
+GET  /runners/{id}                     one runner's page: history; log tail with the token
 GET  /health                           liveness: the reconcile loop ran recently
 GET  /ready                            readiness: reconciled once, no forge paused
 GET  /status                           forges, pools, hosts, waiting jobs and reasons
@@ -29,12 +31,13 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from orchestrator import openapi
+from orchestrator import openapi, page
 from orchestrator.config import Settings
 from orchestrator.events import event_json
 from orchestrator.logging import redact_text
@@ -151,6 +154,63 @@ async def events(request: web.Request) -> web.Response:
     assert limit is not None
     found = request.app[JOURNAL].events(runner_id=runner, pool=pool, limit=limit, before=before)
     return web.json_response({"events": [event_json(e) for e in found]})
+
+
+# --- the status page (orchestrator/page.py renders, from the snapshot and the journal) ----
+
+
+def _html(markup: str, status: int = 200) -> web.Response:
+    return web.Response(text=markup, status=status, content_type="text/html", headers=page.HEADERS)
+
+
+def _part(request: web.Request) -> bool:
+    """True for ``?part=live`` (the self-refreshing fragment); BadQuery for other values."""
+    part = request.query.get("part")
+    if part not in (None, "live"):
+        raise BadQuery("part: 'live' or absent")
+    return part == "live"
+
+
+async def status_page(request: web.Request) -> web.Response:
+    """``/``: the status page (same access as /status: read-only, no token)."""
+    try:
+        live = _part(request)
+    except BadQuery as exc:
+        return _error(400, str(exc))
+    snap = request.app[RECONCILER].snapshot
+    recent = request.app[JOURNAL].events(limit=page.LATEST_EVENTS)
+    now = datetime.now(UTC)
+    if live:
+        return _html(page.status_live(snap, recent, now))
+    return _html(page.status_page(snap, recent, now))
+
+
+async def runner_page(request: web.Request) -> web.Response:
+    """``/runners/<id>``: one runner and its history; its log tail only with the token."""
+    try:
+        live = _part(request)
+    except BadQuery as exc:
+        return _error(400, str(exc))
+    runner_id = request.match_info["id"]
+    journal = request.app[JOURNAL]
+    try:
+        runner = journal.get(runner_id)
+    except UnknownRunner:
+        return _html(page.not_found_page(f"No runner {runner_id[:100]!r}."), status=404)
+    history = journal.events(runner_id=runner_id, limit=MAX_EVENTS)
+    now = datetime.now(UTC)
+    if live:
+        return _html(page.runner_live(runner, history, now))
+    logs = None
+    if "Authorization" in request.headers:
+        denied = _authorize(request)
+        if denied is not None:
+            return denied
+        logs = redact_text(await request.app[RECONCILER].logs(runner_id, 200))
+    settings = request.app[SETTINGS]
+    return _html(
+        page.runner_page(runner, history, now, logs=logs, management=settings.management_enabled)
+    )
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -412,6 +472,8 @@ def create_app(
     app.router.add_get("/readyz", ready)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/events", events)
+    app.router.add_get("/", status_page)
+    app.router.add_get("/runners/{id}", runner_page)
     app.router.add_post("/api/v1/runners/scale-up", scale_up)
     app.router.add_post("/api/v1/runners/scale-down", scale_down)
     app.router.add_delete("/api/v1/runners/{id}", delete_runner)

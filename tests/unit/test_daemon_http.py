@@ -321,3 +321,30 @@ async def test_event_history_says_what_happened_to_a_runner(running: Running) ->
 async def test_bad_event_queries_are_400(running: Running, query: str) -> None:
     status, body = await running.get(f"/api/v1/events?{query}")
     assert status == 400 and "error" in body
+
+
+async def test_status_page_and_runner_page(running: Running) -> None:
+    running.world.add_job("gitlab", ["docker", "amd64"])
+    running.world.add_job("gitlab", ["windows"])
+    running.daemon.scheduler.nudge()
+    await running.until(lambda: len(running.world.live_containers()) == 1)
+    await running.until(lambda: running.daemon.reconciler.snapshot.runners != ())
+    async with running.session.get(running.base + "/") as r:
+        markup = await r.text()
+        assert r.status == 200 and r.content_type == "text/html"
+        assert "script-src 'sha256-" in r.headers["Content-Security-Policy"]
+    assert "no pool has all of its tags" in markup  # the windows job, in words
+    status, live = await running.get("/?part=live")
+    assert status == 200 and "<html" not in live and "Waiting jobs (2)" in live
+    status, body = await running.get("/?part=everything")
+    assert status == 400 and "error" in body
+    rid = running.daemon.reconciler.snapshot.runners[0].id
+    status, mine = await running.get(f"/runners/{rid}")
+    assert status == 200 and "History" in mine and 'id="logs-form"' in mine
+    assert "log of" not in mine  # no token, no log tail
+    status, mine = await running.get(f"/runners/{rid}", headers=auth())
+    assert status == 200 and "log of" in mine
+    status, _ = await running.get(f"/runners/{rid}", headers=auth("wrong"))
+    assert status == 401
+    status, missing = await running.get("/runners/nope")
+    assert status == 404 and "No runner" in missing
