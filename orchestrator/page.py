@@ -203,9 +203,9 @@ def _when(value: datetime | None, now: datetime) -> Html:
 
 
 def reason_words(waiting: WaitingJob) -> str:
-    """Why a job still waits, in a sentence a person reads (the detail appended)."""
+    """Why a job still waits, in a sentence a person reads (the planner's detail apart)."""
     pool = waiting.pool or "?"
-    words = {
+    return {
         WaitReason.RUNNER_STARTING: f"a runner is starting for it in pool {pool}",
         WaitReason.NO_MATCHING_POOL: "no pool has all of its tags",
         WaitReason.POOL_AT_MAX: f"pool {pool} is at its maximum number of runners",
@@ -213,7 +213,6 @@ def reason_words(waiting: WaitingJob) -> str:
         WaitReason.FORGE_PAUSED: "polling this forge is paused",
         WaitReason.POOL_UNAVAILABLE: f"pool {pool} cannot start runners now",
     }[waiting.reason]
-    return f"{words}: {waiting.detail}" if waiting.detail else words
 
 
 _STATE_CLASS = {
@@ -326,7 +325,10 @@ def _waiting(snap: Snapshot, now: datetime) -> Html:
             w.job.scope,
             _chips(sorted(w.job.tags)) or tag("span", "(untagged)", class_="mut"),
             ago(w.job.created_at, now),
-            tag("span", reason_words(w), class_=_reason_class(w.reason)),
+            [
+                tag("span", reason_words(w), class_=_reason_class(w.reason)),
+                [tag("br"), tag("small", w.detail, class_="mut")] if w.detail else None,
+            ],
         ]
         for w in shown
     ]
