@@ -326,8 +326,8 @@ def _webhook(with_forge: bool) -> dict[str, Any]:
             "name": "kind",
             "in": "path",
             "required": True,
-            "schema": {"type": "string"},
-            "description": "gitlab or github (anything else: 404)",
+            "schema": {"enum": ["gitlab", "github"]},
+            "description": "the forge kind (anything else: 404)",
         }
     ]
     if with_forge:

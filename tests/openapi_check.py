@@ -28,9 +28,7 @@ def api() -> OpenAPI:
     return OpenAPI.from_dict(document())
 
 
-def check_response(
-    method: str, path: str, status: int, headers: Any, body: bytes
-) -> None:
+def check_response(method: str, path: str, status: int, headers: Any, body: bytes) -> None:
     """Raise (with the reason) unless the document allows this answer to this request."""
     if method.upper() == "HEAD":
         return  # aiohttp answers HEAD for every GET route; no body to check
@@ -41,7 +39,8 @@ def check_response(
         split.path,
         args=dict(parse_qsl(split.query)),
     )
-    content_type = str(headers.get("Content-Type", "")).split(";")[0].strip()
+    lowered = {str(k).lower(): v for k, v in dict(headers).items()}
+    content_type = str(lowered.get("content-type", "")).split(";")[0].strip()
     response = MockResponse(
         body, status_code=status, headers=dict(headers), content_type=content_type
     )
