@@ -16,16 +16,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from orchestrator.config import GitHubForgeConfig, GitLabForgeConfig, Settings
+from orchestrator.httpserver import HttpServer
 from orchestrator.logging import configure, register_secret
 from orchestrator.metrics import Metrics
 from orchestrator.reconciler import Reconciler
 from orchestrator.runtime import ContainerRuntime
 from orchestrator.scheduler import ReconcileScheduler
 from orchestrator.state import Journal
-from orchestrator.web import create_app
+from orchestrator.web import create_app, start_server
 from providers.base import GitHubOptions, GitLabOptions, Provider, RequestObserver
 
 log = structlog.get_logger("orchestrator.app")
@@ -140,7 +140,7 @@ class Daemon:
             gc_interval_s=settings.gc_interval,
         )
         self.reconciler.nudge = self.scheduler.nudge
-        self._web: web.AppRunner | None = None
+        self._web: HttpServer | None = None
         self.port = 0
         self.stopping = asyncio.Event()
 
@@ -160,13 +160,8 @@ class Daemon:
             providers=self.providers,
             last_tick=lambda: self.scheduler.last_tick,
         )
-        self._web = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._web.setup()
-        site = web.TCPSite(self._web, self.settings.http_host, self.settings.http_port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+        self._web = await start_server(app, self.settings.http_host, self.settings.http_port)
+        self.port = self._web.port
         self.scheduler.start()
         log.info(
             "daemon.started",
@@ -193,7 +188,7 @@ class Daemon:
             except Exception:  # best effort; the next start re-creates it
                 log.exception("shutdown.release_failed")
         if self._web is not None:
-            await asyncio.shield(self._web.cleanup())
+            await asyncio.shield(self._web.stop())
         for provider in self.providers.values():
             try:
                 await provider.aclose()

@@ -40,6 +40,7 @@ from aiohttp import web
 from orchestrator import openapi, page
 from orchestrator.config import Settings
 from orchestrator.events import event_json
+from orchestrator.httpserver import HttpServer, InFlight, RateLimiter, serve
 from orchestrator.logging import redact_text
 from orchestrator.metrics import Metrics
 from orchestrator.models import RunnerState
@@ -55,6 +56,8 @@ RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler", Reconciler)
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 JOURNAL: web.AppKey[Journal] = web.AppKey("journal", Journal)
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", dict)
+ALLOWED_HOSTS: web.AppKey[frozenset[str] | None] = web.AppKey("allowed_hosts", object)  # type: ignore[arg-type]
 PROVIDERS: web.AppKey[Mapping[str, Provider]] = web.AppKey("providers", dict)
 LAST_TICK: web.AppKey[Callable[[], float]] = web.AppKey("last_tick", object)  # type: ignore[arg-type]
 
@@ -66,6 +69,65 @@ WEBHOOK_ANSWER_S = 5.0
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Mark the connection busy while it has a request (the connection cap spares it)."""
+    busy = request.app[IN_FLIGHT]
+    protocol = request.protocol
+    busy[protocol] = busy.get(protocol, 0) + 1
+    try:
+        return await handler(request)
+    finally:
+        left = busy.get(protocol, 1) - 1
+        if left <= 0:
+            busy.pop(protocol, None)
+        else:
+            busy[protocol] = left
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+_WILDCARD = frozenset({"0.0.0.0", "::"})
+
+
+def allowed_hosts(settings: Settings) -> frozenset[str] | None:
+    """Host header values the API answers to; None: any (see HTTP_ALLOWED_HOSTS).
+
+    Default: loopback names and the bind address, so a web page whose DNS name is
+    rebound to 127.0.0.1 cannot read the API from a browser on this machine. Bound to a
+    wildcard address with no list configured, any Host is accepted (the operator exposed
+    the API on purpose; set HTTP_ALLOWED_HOSTS to the names it is reached by).
+    """
+    configured = {h.strip().lower().strip("[]") for h in settings.http_allowed_hosts}
+    if "*" in configured:
+        return None
+    bind = settings.http_host.strip().lower().strip("[]")
+    if not configured and bind in _WILDCARD:
+        return None
+    return frozenset(_LOOPBACK | {bind} | configured)
+
+
+def _host_name(header: str) -> str:
+    """``example.com:8080`` -> ``example.com``; ``[::1]:8080`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    if header.count(":") == 1:
+        return header.partition(":")[0]
+    return header
+
+
+@web.middleware
+async def _host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """DNS rebinding protection: refuse a Host header not in the allowed list (421)."""
+    allowed = request.app[ALLOWED_HOSTS]
+    if allowed is not None:
+        host = _host_name(request.headers.get("Host", ""))
+        if host not in allowed:
+            request.app[METRICS].http_rejected.labels("host").inc()
+            return _error(421, "Host header not allowed here (see HTTP_ALLOWED_HOSTS)")
+    return await handler(request)
 
 
 @web.middleware
@@ -225,6 +287,10 @@ async def metrics(request: web.Request) -> web.Response:
 # --- management ----------------------------------------------------------------------------
 
 
+#: Failed management logins: one log line per minute, all counted in the metric.
+_AUTH_LOG = RateLimiter()
+
+
 def _authorize(request: web.Request) -> web.Response | None:
     settings = request.app[SETTINGS]
     token = settings.management_token
@@ -235,6 +301,17 @@ def _authorize(request: web.Request) -> web.Response | None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode(), token.get_secret_value().encode()
     ):
+        request.app[METRICS].auth_failures.inc()
+        suppressed = _AUTH_LOG.allow("auth")
+        if suppressed is not None:
+            log.warning(
+                "management.auth_failed",
+                path=request.path[:200],
+                method=request.method,
+                peer=request.remote,
+                had_token=bool(header),
+                suppressed=suppressed,
+            )
         return web.json_response(
             {"error": "missing or wrong bearer token"},
             status=401,
@@ -451,7 +528,12 @@ def create_app(
     last_tick: Callable[[], float],
 ) -> web.Application:
     """The aiohttp application; the caller runs it with an AppRunner."""
-    app = web.Application(middlewares=[_errors], client_max_size=settings.max_webhook_bytes + 1)
+    app = web.Application(
+        middlewares=[_in_flight, _errors, _host_check],
+        client_max_size=settings.max_webhook_bytes + 1,
+    )
+    app[IN_FLIGHT] = {}
+    app[ALLOWED_HOSTS] = allowed_hosts(settings)
     app[SETTINGS] = settings
     app[RECONCILER] = reconciler
     app[JOURNAL] = reconciler.journal
@@ -481,3 +563,15 @@ def create_app(
     app.router.add_post("/webhooks/{kind}", webhook)
     app.router.add_post("/webhooks/{kind}/{forge}", webhook)
     return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> HttpServer:
+    """Serve ``app`` with timeouts, the connection cap and log limits (httpserver.py)."""
+    metrics_ = app[METRICS]
+    return await serve(
+        app,
+        host,
+        port,
+        in_flight=app[IN_FLIGHT],
+        on_reject=lambda reason: metrics_.http_rejected.labels(reason).inc(),
+    )
