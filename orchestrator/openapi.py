@@ -150,7 +150,12 @@ _SCHEMAS: dict[str, Any] = {
             "forges": {"type": "array", "items": _ref("Forge")},
             "pools": {"type": "array", "items": _ref("Pool")},
             "hosts": {"type": "array", "items": _ref("Host")},
-            "waiting_jobs": {"type": "array", "items": _ref("WaitingJob")},
+            "waiting_jobs": {
+                "type": "array",
+                "items": _ref("WaitingJob"),
+                "description": "at most ?limit= of them (oldest first as the planner saw them)",
+            },
+            "waiting_jobs_total": {"type": "integer", "description": "all waiting jobs"},
             "waiting_by_reason": {
                 "type": "object",
                 "additionalProperties": {"type": "integer"},
@@ -181,7 +186,10 @@ _SCHEMAS: dict[str, Any] = {
     "Runners": {
         "type": "object",
         "required": ["runners"],
-        "properties": {"runners": {"type": "array", "items": _ref("Runner")}},
+        "properties": {
+            "runners": {"type": "array", "items": _ref("Runner")},
+            "total": {"type": "integer", "description": "runners known (listed or not)"},
+        },
     },
     "Event": {
         "type": "object",
@@ -260,11 +268,26 @@ _COMMON = {"421": _error("MisdirectedHost")}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
-def _read(summary: str, schema: str, *, unavailable: bool = False) -> dict[str, Any]:
+_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500},
+    "description": "most list items in the answer (the total counts all)",
+}
+
+
+def _read(
+    summary: str, schema: str, *, unavailable: bool = False, limited: bool = False
+) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": _json(_ref(schema), summary), **_COMMON}
     if unavailable:
         responses["503"] = _json(_ref(schema), "not healthy / not ready (with reasons)")
-    return {"get": {"summary": summary, "tags": ["read"], "responses": responses}}
+    operation: dict[str, Any] = {"summary": summary, "tags": ["read"], "responses": responses}
+    if limited:
+        operation["parameters"] = [_LIMIT]
+        responses["400"] = _error("BadRequest")
+    return {"get": operation}
 
 
 def _metrics() -> dict[str, Any]:
@@ -374,8 +397,10 @@ def document() -> dict[str, Any]:
             "Ready",
             unavailable=True,
         ),
-        "status": _read("forges, pools, hosts, waiting jobs and why they wait", "Status"),
-        "runners": _read("active and recently removed runners", "Runners"),
+        "status": _read(
+            "forges, pools, hosts, waiting jobs and why they wait", "Status", limited=True
+        ),
+        "runners": _read("active and recently removed runners", "Runners", limited=True),
         "metrics": _metrics(),
     }
     for name in READ_ALIASES:

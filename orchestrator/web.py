@@ -169,12 +169,30 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if not reasons else 503)
 
 
+#: Default and largest number of items in /status and /runners lists (totals count all):
+#: a forge page of 100k jobs made /status 25 MB before.
+LIST_DEFAULT = 500
+LIST_MAX = 5000
+
+
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[RECONCILER].snapshot.status_json())
+    """Forges, pools, hosts and at most ``?limit=`` waiting jobs (``waiting_jobs_total``)."""
+    try:
+        limit = int_query(request, "limit", LIST_DEFAULT, 1, LIST_MAX)
+    except BadQuery as exc:
+        return _error(400, str(exc))
+    return web.json_response(request.app[RECONCILER].snapshot.status_json(max_waiting=limit))
 
 
 async def runners(request: web.Request) -> web.Response:
-    return web.json_response({"runners": request.app[RECONCILER].snapshot.runners_json()})
+    """Active and recently removed runners, at most ``?limit=`` (``total`` counts all)."""
+    try:
+        limit = int_query(request, "limit", LIST_DEFAULT, 1, LIST_MAX)
+    except BadQuery as exc:
+        return _error(400, str(exc))
+    snap = request.app[RECONCILER].snapshot
+    listed = [runner_json(r) for r in snap.runners[:limit]]
+    return web.json_response({"runners": listed, "total": len(snap.runners)})
 
 
 class BadQuery(Exception):

@@ -101,7 +101,7 @@ async def test_read_endpoints_and_aliases(running: Running) -> None:
         assert body["pools"][0]["name"] == "amd64"
         assert body["reconcile"]["result"] == "ok"
         status, body = await running.get(f"{prefix}/runners")
-        assert status == 200 and body == {"runners": []}
+        assert status == 200 and body == {"runners": [], "total": 0}
         status, text = await running.get(f"{prefix}/metrics")
         assert status == 200 and "runner_orchestrator_runners" in text
 
@@ -348,3 +348,34 @@ async def test_status_page_and_runner_page(running: Running) -> None:
     assert status == 401
     status, missing = await running.get("/runners/nope")
     assert status == 404 and "No runner" in missing
+
+
+async def test_a_100k_job_queue_gives_a_bounded_status(running: Running) -> None:
+    """A forge page of 100k jobs made /status 25 MB: lists are capped, totals count all."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from orchestrator.models import Job, WaitingJob, WaitReason
+
+    now = datetime.now(UTC)
+    waiting = tuple(
+        WaitingJob(
+            Job("gitlab", str(i), "g/p", frozenset({"x"}), now), None, WaitReason.NO_MATCHING_POOL
+        )
+        for i in range(100_000)
+    )
+    reconciler = running.daemon.reconciler
+    reconciler.snapshot = dataclasses.replace(reconciler.snapshot, waiting=waiting)
+    async with running.session.get(running.base + "/status") as r:
+        raw = await r.read()
+    body = json.loads(raw)
+    assert body["waiting_jobs_total"] == 100_000 and len(body["waiting_jobs"]) == 500
+    assert len(raw) < 200_000
+    _, body = await running.get("/status?limit=5")
+    assert len(body["waiting_jobs"]) == 5
+    status, _ = await running.get("/status?limit=5001")
+    assert status == 400
+    async with running.session.get(running.base + "/") as r:
+        assert len(await r.read()) < 200_000  # the page shows 100 rows and a count
+    _, body = await running.get("/runners?limit=1")
+    assert body["total"] == 0
