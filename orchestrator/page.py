@@ -202,17 +202,24 @@ def _when(value: datetime | None, now: datetime) -> Html:
     return tag("span", f"{ago(value, now)} ago", title=value.isoformat())
 
 
+def reason_sentence(reason: str, pool: str | None) -> str:
+    """Why a job still waits (a WaitReason value), in a sentence a person reads."""
+    pool = pool or "?"
+    words = {
+        WaitReason.RUNNER_STARTING.value: f"a runner is starting for it in pool {pool}",
+        WaitReason.NO_MATCHING_POOL.value: "no pool has all of its tags",
+        WaitReason.POOL_AT_MAX.value: f"pool {pool} is at its maximum number of runners",
+        WaitReason.GLOBAL_MAX.value: "the global maximum number of runners (MAX_RUNNERS) is "
+        "reached",
+        WaitReason.FORGE_PAUSED.value: "polling this forge is paused",
+        WaitReason.POOL_UNAVAILABLE.value: f"pool {pool} cannot start runners now",
+    }
+    return words.get(reason, reason)
+
+
 def reason_words(waiting: WaitingJob) -> str:
     """Why a job still waits, in a sentence a person reads (the planner's detail apart)."""
-    pool = waiting.pool or "?"
-    return {
-        WaitReason.RUNNER_STARTING: f"a runner is starting for it in pool {pool}",
-        WaitReason.NO_MATCHING_POOL: "no pool has all of its tags",
-        WaitReason.POOL_AT_MAX: f"pool {pool} is at its maximum number of runners",
-        WaitReason.GLOBAL_MAX: "the global maximum number of runners (MAX_RUNNERS) is reached",
-        WaitReason.FORGE_PAUSED: "polling this forge is paused",
-        WaitReason.POOL_UNAVAILABLE: f"pool {pool} cannot start runners now",
-    }[waiting.reason]
+    return reason_sentence(waiting.reason.value, waiting.pool)
 
 
 _STATE_CLASS = {

@@ -13,12 +13,10 @@ module runs in well under a minute even on a loaded machine.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,6 +30,7 @@ from orchestrator.app import Daemon
 from orchestrator.config import Settings
 from orchestrator.openapi import document
 from tests.fakes import FakeRuntime, FakeWorld
+from tests.http_support import ThreadedDaemon
 from tests.openapi_check import check_response
 
 MGMT = "mgmt-secret-token"
@@ -39,29 +38,6 @@ HOOK = "hook-secret"
 EXAMPLES = 150
 #: The only 5xx the document allows: not ready / not live, with reasons.
 MAY_BE_503 = {"/ready", "/readyz", "/api/v1/ready", "/health", "/healthz", "/api/v1/health"}
-
-
-class ThreadedDaemon:
-    """The daemon on its own event loop in a thread, so blocking clients can call it."""
-
-    def __init__(self, build: Callable[[], Daemon]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-        async def start() -> Daemon:
-            daemon = build()
-            await daemon.start()
-            return daemon
-
-        self.daemon = asyncio.run_coroutine_threadsafe(start(), self.loop).result(60)
-        self.base = f"http://127.0.0.1:{self.daemon.port}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.daemon.stop(), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
