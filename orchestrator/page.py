@@ -96,12 +96,18 @@ vertical-align:top}
 th{font-weight:600;white-space:nowrap}
 td.n{white-space:nowrap}
 .chip{display:inline-block;background:var(--chip);border-radius:.6rem;padding:0 .45rem;
-margin:0 .2rem .15rem 0;font-size:.85em;overflow-wrap:anywhere}
+margin:0 .2rem .15rem 0;font-size:.85em;white-space:nowrap}
 code,pre{font:13px/1.35 ui-monospace,monospace}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;border:1px solid var(--line);padding:.5rem}
 a{color:inherit}
 input{font:inherit;max-width:100%}
-@media (max-width:40rem){th,td{padding:.25rem .3rem}body{font-size:14px}}
+@media (max-width:40rem){body{font-size:14px}
+table.rows,table.rows tbody,table.rows tr,table.rows td{display:block}
+table.rows thead{display:none}
+table.rows tr{border-bottom:1px solid var(--line);padding:.3rem 0}
+table.rows td{border:0;padding:.1rem .2rem}
+table.rows td:empty{display:none}
+table.rows td[data-label]::before{content:attr(data-label) ": ";color:var(--mut)}}
 """
 
 _SCRIPT = """
@@ -239,8 +245,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Child]], empty: str) 
     if not rows:
         return tag("p", empty, class_="mut")
     head = tag("tr", [tag("th", h) for h in headers])
-    body = [tag("tr", [tag("td", cell) for cell in row]) for row in rows]
-    return tag("div", tag("table", tag("thead", head), tag("tbody", body)), class_="scroll")
+    body = [
+        tag("tr", [tag("td", cell, data_label=h) for h, cell in zip(headers, row, strict=True)])
+        for row in rows
+    ]
+    table = tag("table", tag("thead", head), tag("tbody", body), class_="rows")
+    return tag("div", table, class_="scroll")
 
 
 def _more(total: int, shown: int, what: str) -> Html:

@@ -126,7 +126,12 @@ def test_a_person_sees_the_busy_runner_and_why_jobs_wait(
 ) -> None:
     chromium()  # skip loudly before starting anything when there is no browser
     config = gitlab_config(gitlab_sim, [pool("builds", ["docker"], max_runners=1)])
-    env = {"SHUTDOWN_MODE": "drain", "SHUTDOWN_TIMEOUT": "5"}
+    env = {
+        "SHUTDOWN_MODE": "drain",
+        "SHUTDOWN_TIMEOUT": "5",
+        "MANAGEMENT_ENABLED": "true",
+        "MANAGEMENT_TOKEN": "mgmt-secret-token",
+    }
     with no_leaks(instance):
         daemon = Daemon(tmp_path, instance, config, env=env)
         try:
@@ -160,6 +165,14 @@ def test_a_person_sees_the_busy_runner_and_why_jobs_wait(
             assert len(scripts) == 1, "only the page's own script is in the DOM"
             # The page's own script ran under its CSP and refreshed the live part.
             assert "updated" in seen, "the live part was not refreshed by the page script"
+
+            # The runner's own page: its history, and no log tail without the token.
+            (busy,) = [r for r in daemon.get("/runners")[1]["runners"] if r["state"] == "busy"]
+            runner_dom = Dom(browse(f"{daemon.url}/runners/{busy['id']}", "--dump-dom"))
+            history = runner_dom.visible()
+            assert "History" in history and "busy" in history and "registered" in history
+            assert runner_dom.by_id("logs-form") is not None  # asks for the token
+            assert "never stored" in history  # the log area holds only the hint
 
             SCREENSHOT.parent.mkdir(exist_ok=True)
             browse(daemon.url + "/", f"--screenshot={SCREENSHOT}", "--hide-scrollbars")
