@@ -7,7 +7,7 @@ connections stayed open past 90 s. Three defences, all here:
 * **Idle and header timeout.** aiohttp's keep-alive timer runs from the moment a
   connection is accepted and after every answer, and closes a connection still waiting
   for a complete request head when it fires: so :data:`IDLE_TIMEOUT_S` bounds both idle
-  sockets and a slowloris head. Bodies are bounded by ``web.BODY_READ_S`` (408).
+  sockets and a slowloris head. Bodies are bounded by ``httpinput.BODY_READ_S`` (408).
 * **A connection cap** (:data:`MAX_CONNECTIONS`, well below the usual ``nofile``). At the
   cap, a new connection makes room by closing the oldest connection that has no request
   in flight (idle or dribbling its head): an attacker's sockets go first, and a client

@@ -154,9 +154,9 @@ async def test_malformed_webhooks_with_a_valid_secret_are_4xx_json(
 async def test_a_body_that_never_finishes_is_408_not_a_hung_handler(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import orchestrator.web
+    import orchestrator.httpinput
 
-    monkeypatch.setattr(orchestrator.web, "BODY_READ_S", 0.3)
+    monkeypatch.setattr(orchestrator.httpinput, "BODY_READ_S", 0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", api.daemon.port)
     writer.write(
         b"POST /api/v1/runners/scale-up HTTP/1.1\r\nHost: 127.0.0.1\r\n"

@@ -190,7 +190,7 @@ async def test_allowed_hosts_setting(make_settings: Callable[..., Settings]) -> 
 def test_wildcard_bind_without_a_list_answers_any_host(
     make_settings: Callable[..., Settings],
 ) -> None:
-    from orchestrator.web import allowed_hosts
+    from orchestrator.httpinput import allowed_hosts
 
     assert allowed_hosts(make_settings(http_host="0.0.0.0")) is None
     assert allowed_hosts(make_settings(http_host="0.0.0.0", http_allowed_hosts="a.lan")) == {
