@@ -9,6 +9,7 @@ counted; an empty HTTP_HOST bound every interface; any Host header was answered.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -280,3 +281,63 @@ def test_more_sockets_than_nofile_leave_health_answering_and_the_log_small(
             s.close()
         child.kill()
         child.wait(10)
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.transport: object | None = object()
+        self.closed = False
+
+    def force_close(self) -> None:
+        self.closed, self.transport = True, None
+
+
+class _Server:
+    def __init__(self, n: int) -> None:
+        self.connections = [_Conn() for _ in range(n)]
+        self.made = 0
+
+    def __call__(self) -> Any:
+        self.made += 1
+        self.connections.append(_Conn())  # aiohttp lists it once connected
+        return "a new aiohttp handler"
+
+
+class _Transport(asyncio.WriteTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.data += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_at_the_cap_the_oldest_idle_connection_makes_room_never_a_busy_one() -> None:
+    server = _Server(4)
+    busy = {server.connections[0]: 1, server.connections[1]: 1}
+    rejected: list[str] = []
+    factory = httpserver._CappedFactory(server, busy, 4, rejected.append)  # type: ignore[arg-type]
+    assert factory() == "a new aiohttp handler"
+    assert [c.closed for c in server.connections] == [False, False, True, False, False]
+    # The closed one stays listed until aiohttp's task ends; it no longer counts.
+    assert factory() == "a new aiohttp handler"
+    assert [c.closed for c in server.connections] == [False, False, True, True, False, False]
+    assert rejected == ["connection_cap", "connection_cap"]
+
+
+def test_when_every_connection_serves_a_request_a_new_one_gets_a_503_line() -> None:
+    server = _Server(3)
+    busy = dict.fromkeys(server.connections, 1)
+    factory = httpserver._CappedFactory(server, busy, 3, lambda reason: None)  # type: ignore[arg-type]
+    protocol = factory()
+    transport = _Transport()
+    protocol.connection_made(transport)
+    assert transport.data.startswith(b"HTTP/1.1 503 ") and transport.closed
+    body = transport.data.split(b"\r\n\r\n", 1)[1]
+    assert json.loads(body) == {"error": "too many connections, try again"}
+    assert int(transport.data.split(b"Content-Length: ")[1].split(b"\r\n")[0]) == len(body)
+    assert server.made == 0 and not any(c.closed for c in server.connections)
