@@ -108,6 +108,9 @@ async def _host_check(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
+_BUG_LOG = RateLimiter()
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's HTML errors into JSON and keep bugs from leaking as tracebacks."""
@@ -117,8 +120,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _error(exc.status, exc.reason)
-    except Exception:
-        log.exception("http.handler_failed", path=request.path)
+    except Exception as exc:
+        # A bug: log it with its traceback, but once a minute per kind and route, so a
+        # client repeating the request cannot fill the disk with the same traceback.
+        route = request.match_info.route.resource
+        where = route.canonical if route is not None else "?"
+        suppressed = _BUG_LOG.allow(f"{type(exc).__name__}:{request.method}:{where}")
+        if suppressed is not None:
+            log.exception("http.handler_failed", path=request.path[:200], suppressed=suppressed)
         return _error(500, "internal error (see the daemon log)")
 
 

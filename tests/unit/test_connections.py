@@ -341,3 +341,21 @@ def test_when_every_connection_serves_a_request_a_new_one_gets_a_503_line() -> N
     assert json.loads(body) == {"error": "too many connections, try again"}
     assert int(transport.data.split(b"Content-Length: ")[1].split(b"\r\n")[0]) == len(body)
     assert server.made == 0 and not any(c.closed for c in server.connections)
+
+
+async def test_a_bug_hit_again_and_again_logs_one_traceback(
+    small: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.snapshot import Snapshot
+
+    def broken(self: Snapshot, max_waiting: int | None = None) -> Any:
+        raise RuntimeError("a bug in the snapshot")
+
+    monkeypatch.setattr(Snapshot, "status_json", broken)
+    with capture_logs() as logs:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(50):
+                async with session.get(f"http://127.0.0.1:{small.port}/status") as r:
+                    assert r.status == 500
+                    assert (await r.json()) == {"error": "internal error (see the daemon log)"}
+    assert len([e for e in logs if e["event"] == "http.handler_failed"]) == 1
