@@ -98,9 +98,13 @@ async def _in_flight(request: web.Request, handler: Handler) -> web.StreamRespon
 
 @web.middleware
 async def _host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """DNS rebinding protection: refuse a Host header not in the allowed list (421)."""
+    """DNS rebinding protection: refuse a Host header not in the allowed list (421).
+
+    Webhooks are exempt: a browser tricked by rebinding cannot sign them, and reverse
+    proxies (Caddy by default) pass the public Host of the hook URL through.
+    """
     allowed = request.app[ALLOWED_HOSTS]
-    if allowed is not None:
+    if allowed is not None and not request.path.startswith("/webhooks/"):
         host = host_name(request.headers.get("Host", ""))
         if host not in allowed:
             request.app[METRICS].http_rejected.labels("host").inc()

@@ -175,6 +175,16 @@ async def test_a_foreign_host_header_is_refused(small: Daemon) -> None:
     assert status == 421 and "HTTP_ALLOWED_HOSTS" in body
     for host in ("localhost", f"localhost:{small.port}", "127.0.0.1", f"[::1]:{small.port}"):
         assert (await _health(small.port, host=host))[0] == 200, host
+    # A reverse proxy passing the public name of the hook URL still reaches the webhook.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{small.port}/webhooks/gitlab",
+            data=b"{}",
+            headers={"Host": "ci-hooks.example.com"},
+        ) as r,
+    ):
+        assert r.status == 401  # the signature is checked, the Host is not
 
 
 async def test_allowed_hosts_setting(make_settings: Callable[..., Settings]) -> None:
