@@ -16,16 +16,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from aiohttp import web
 
 from orchestrator.config import GitHubForgeConfig, GitLabForgeConfig, Settings
+from orchestrator.httpserver import HttpServer
 from orchestrator.logging import configure, register_secret
 from orchestrator.metrics import Metrics
 from orchestrator.reconciler import Reconciler
 from orchestrator.runtime import ContainerRuntime, RuntimeFailure
 from orchestrator.scheduler import ReconcileScheduler
 from orchestrator.state import Journal
-from orchestrator.web import create_app
+from orchestrator.web import create_app, start_server
 from providers.base import GitHubOptions, GitLabOptions, Provider, RequestObserver
 from providers.errors import ProviderError
 
@@ -124,6 +124,7 @@ class Daemon:
         self.instance_id = self.journal.instance_id(settings.instance_id)
         self.reconciler: Reconciler | None = None
         self.metrics = Metrics(snapshot=self._snapshot)
+        self.journal.on_transition(self.metrics.transition)
         self.providers = providers(settings, self.instance_id, self.metrics.observe_request)
         self.runtime = runtime(settings, self.instance_id)
         self.reconciler = Reconciler(
@@ -140,7 +141,7 @@ class Daemon:
             gc_interval_s=settings.gc_interval,
         )
         self.reconciler.nudge = self.scheduler.nudge
-        self._web: web.AppRunner | None = None
+        self._web: HttpServer | None = None
         self.port = 0
         self.stopping = asyncio.Event()
 
@@ -160,13 +161,8 @@ class Daemon:
             providers=self.providers,
             last_tick=lambda: self.scheduler.last_tick,
         )
-        self._web = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._web.setup()
-        site = web.TCPSite(self._web, self.settings.http_host, self.settings.http_port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+        self._web = await start_server(app, self.settings.http_host, self.settings.http_port)
+        self.port = self._web.port
         self.scheduler.start()
         log.info(
             "daemon.started",
@@ -201,7 +197,7 @@ class Daemon:
                 log.exception("shutdown.release_crashed")
                 bugs.append(exc)
         if self._web is not None:
-            await asyncio.shield(self._web.cleanup())
+            await asyncio.shield(self._web.stop())
         for provider in self.providers.values():
             try:
                 await provider.aclose()

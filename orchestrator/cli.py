@@ -32,11 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     plan = sub.add_parser("plan", help="one dry-run reconcile: what would happen now")
     plan.add_argument("--json", action="store_true", help="print JSON")
+    status = sub.add_parser("status", help="summary of the running daemon (from its API)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--url", help="daemon API (else RUNNER_ORCHESTRATOR_URL, else HTTP_HOST:HTTP_PORT)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "status":  # asks the running daemon; needs no configuration
+        from orchestrator.statuscli import main as status_main
+
+        return status_main(args.url, as_json=args.json)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

@@ -338,7 +338,10 @@ class Settings(BaseSettings):
     instance_id: str = Field("", pattern=r"^([a-z0-9]{1,16})?$")
     """Names this daemon's runners and containers; default: generated once, kept in the journal."""
     http_host: str = "127.0.0.1"
-    """Address the HTTP API binds to."""
+    """Address the HTTP API binds to (0.0.0.0: every interface; empty is refused)."""
+    http_allowed_hosts: CommaList = []
+    """Host header values the API answers (DNS rebinding protection; * = any). Empty: loopback
+    and HTTP_HOST, or any when HTTP_HOST is 0.0.0.0/::."""
     http_port: int = Field(8080, ge=0, le=65535)
     """Port of the HTTP API (0 = any free port, printed at start)."""
     management_enabled: bool = False
@@ -380,8 +383,16 @@ class Settings(BaseSettings):
         "github_org",
         "github_repo",
         "runner_labels",
+        "http_allowed_hosts",
         mode="before",
     )(_split_commas)
+
+    @field_validator("http_host")
+    @classmethod
+    def _bind_address(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty: it would bind every interface; say 0.0.0.0 if meant")
+        return value.strip()
 
     @classmethod
     def settings_customise_sources(

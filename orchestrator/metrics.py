@@ -21,6 +21,7 @@ from orchestrator.models import RunnerState, WaitReason
 
 if TYPE_CHECKING:
     from orchestrator.snapshot import Snapshot
+    from orchestrator.state import Transition
 
 NS = "runner_orchestrator"
 
@@ -177,8 +178,31 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.transitions = Counter(
+            f"{NS}_runner_transitions",
+            "Runner lifecycle transitions (from_state is empty for a created runner).",
+            ["pool", "from_state", "to_state"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            f"{NS}_management_auth_failures",
+            "Management requests refused for a missing or wrong bearer token.",
+            registry=r,
+        )
+        self.http_rejected = Counter(
+            f"{NS}_http_rejected",
+            "HTTP connections or requests refused before a handler ran, by reason "
+            "(connection_cap: oldest idle connection closed for a new one; host: Host "
+            "header not allowed).",
+            ["reason"],
+            registry=r,
+        )
         if snapshot is not None:
             r.register(SnapshotCollector(snapshot))
+
+    def transition(self, event: Transition) -> None:
+        """The journal's :data:`~orchestrator.state.TransitionListener`."""
+        self.transitions.labels(event.pool, event.from_state or "", event.to_state).inc()
 
     def observe_request(self, forge: str, endpoint: str, status: int) -> None:
         """The :data:`providers.base.RequestObserver` handed to every provider."""

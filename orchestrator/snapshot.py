@@ -108,7 +108,8 @@ class Snapshot:
 
     # --- JSON views -----------------------------------------------------------------------
 
-    def status_json(self) -> dict[str, Any]:
+    def status_json(self, max_waiting: int | None = None) -> dict[str, Any]:
+        """The /status body; at most ``max_waiting`` waiting jobs (all counted in the total)."""
         return {
             "instance": self.instance_id,
             "reconcile": {
@@ -159,14 +160,16 @@ class Snapshot:
                     "forge": w.job.forge,
                     "id": w.job.id,
                     "scope": w.job.scope,
+                    "name": w.job.name,
                     "tags": sorted(w.job.tags),
                     "created_at": _iso(w.job.created_at),
                     "pool": w.pool,
                     "reason": w.reason.value,
                     "detail": w.detail,
                 }
-                for w in self.waiting
+                for w in self.waiting[:max_waiting]
             ],
+            "waiting_jobs_total": len(self.waiting),
             "waiting_by_reason": self.waiting_by_reason(),
             "orphaned_registrations": [
                 {

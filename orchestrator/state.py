@@ -16,9 +16,10 @@ journal write must finish before the action it guards, and the WAL keeps them su
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,24 @@ class UnknownRunner(KeyError):
     """No journal row with that id."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transition:
+    """One journalled lifecycle step of a runner (for the event history)."""
+
+    seq: int
+    runner_id: str
+    pool: str
+    forge: str
+    from_state: str | None  # None: the runner was created
+    to_state: str
+    at: datetime
+    reason: str
+
+
+#: Called after a transition is committed (metrics); must not raise or block.
+TransitionListener = Callable[[Transition], None]
+
+
 def _ts(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
@@ -130,6 +149,7 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._listeners: list[TransitionListener] = []
 
     @classmethod
     def open_read_only(cls, path: Path) -> Journal:
@@ -140,7 +160,33 @@ class Journal:
         journal.path = path
         journal._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         journal._db.row_factory = sqlite3.Row
+        journal._listeners = []
         return journal
+
+    def on_transition(self, listener: TransitionListener) -> None:
+        """Call ``listener`` after every committed transition (creation included)."""
+        self._listeners.append(listener)
+
+    def _notify(
+        self, runner_id: str, from_state: str | None, to: str, at: datetime, reason: str
+    ) -> None:
+        if not self._listeners:
+            return
+        row = self._db.execute(
+            "SELECT pool, forge FROM runners WHERE id=?", (runner_id,)
+        ).fetchone()
+        event = Transition(
+            seq=0,
+            runner_id=runner_id,
+            pool=row["pool"] if row else "",
+            forge=row["forge"] if row else "",
+            from_state=from_state,
+            to_state=to,
+            at=at,
+            reason=reason,
+        )
+        for listener in self._listeners:
+            listener(event)
 
     def stored_instance_id(self) -> str:
         """The instance id kept in the journal, or '' (never writes, unlike instance_id)."""
@@ -210,6 +256,7 @@ class Journal:
                 " VALUES(?, NULL, ?, ?, 'created')",
                 (runner_id, RunnerState.REQUESTED.value, _ts(now)),
             )
+        self._notify(runner_id, None, RunnerState.REQUESTED.value, now, "created")
         return self.get(runner_id)
 
     def get(self, runner_id: str) -> Runner:
@@ -231,12 +278,14 @@ class Journal:
 
         A transition to the state it is already in only updates the fields.
         """
+        changed: RunnerState | None = None
         with self._tx() as db:
             row = db.execute("SELECT state FROM runners WHERE id=?", (runner_id,)).fetchone()
             if row is None:
                 raise UnknownRunner(runner_id)
             current = RunnerState(row["state"])
             if current is not to:
+                changed = current
                 check_transition(runner_id, current, to)
                 db.execute(
                     "UPDATE runners SET state=?, since=? WHERE id=?",
@@ -248,6 +297,8 @@ class Journal:
                     (runner_id, current.value, to.value, _ts(now), reason),
                 )
             self._update(db, runner_id, fields)
+        if changed is not None:
+            self._notify(runner_id, changed.value, to.value, now, reason)
         return self.get(runner_id)
 
     def update(self, runner_id: str, **fields: Unpack[RunnerFields]) -> Runner:
@@ -297,6 +348,45 @@ class Journal:
             at = _dt(r["at"])
             assert at is not None
             result.append((r["from_state"], r["to_state"], at, r["reason"]))
+        return result
+
+    def events(
+        self,
+        *,
+        runner_id: str | None = None,
+        pool: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[Transition]:
+        """Transitions newest first, optionally of one runner or pool, below seq ``before``.
+
+        Kept as long as their runner is (removed runners are pruned after a retention).
+        """
+        rows = self._db.execute(
+            "SELECT t.seq, t.runner_id, r.pool, r.forge, t.from_state, t.to_state, t.at, t.reason"
+            " FROM transitions t LEFT JOIN runners r ON r.id = t.runner_id"
+            " WHERE (:runner IS NULL OR t.runner_id = :runner)"
+            " AND (:pool IS NULL OR r.pool = :pool)"
+            " AND (:before IS NULL OR t.seq < :before)"
+            " ORDER BY t.seq DESC LIMIT :limit",
+            {"runner": runner_id, "pool": pool, "before": before, "limit": limit},
+        ).fetchall()
+        result = []
+        for r in rows:
+            at = _dt(r["at"])
+            assert at is not None
+            result.append(
+                Transition(
+                    seq=r["seq"],
+                    runner_id=r["runner_id"],
+                    pool=r["pool"] or "",
+                    forge=r["forge"] or "",
+                    from_state=r["from_state"],
+                    to_state=r["to_state"],
+                    at=at,
+                    reason=r["reason"],
+                )
+            )
         return result
 
     def prune(self, older_than: datetime) -> int:

@@ -16,12 +16,15 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.openapi_check import check_response
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_IMAGE = "runner-orchestrator/test-runner:latest"
@@ -43,6 +46,7 @@ def http(
     body: Any = None,
     headers: dict[str, str] | None = None,
     timeout: float = 10,
+    check: Callable[[str, str, int, Any, bytes], None] | None = None,
 ) -> tuple[int, Any]:
     data = (
         None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
@@ -56,9 +60,13 @@ def http(
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             raw = resp.read()
-            status = resp.status
+            status, got_headers = resp.status, resp.headers
     except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
+        raw, status, got_headers = exc.read(), exc.code, exc.headers
+    if check is not None:  # the daemon's answers are checked against its OpenAPI document
+        split = urllib.parse.urlsplit(url)
+        path = split.path + (f"?{split.query}" if split.query else "")
+        check(method, path, status, got_headers, raw)
     text = raw.decode(errors="replace")
     try:
         return status, json.loads(text)
@@ -279,7 +287,7 @@ class Daemon:
         return status == 200
 
     def get(self, path: str) -> tuple[int, Any]:
-        return http("GET", f"{self.url}{path}")
+        return http("GET", f"{self.url}{path}", check=check_response)
 
     def status(self) -> dict[str, Any]:
         code, body = self.get("/status")

@@ -19,6 +19,7 @@ from orchestrator.config import Settings
 from orchestrator.models import RunnerState
 from tests.conftest import scan_for_secrets
 from tests.fakes import FakeForge, FakeRuntime, FakeWorld
+from tests.openapi_check import check_response
 
 MGMT = "mgmt-secret-token"
 
@@ -32,7 +33,9 @@ class Running:
 
     async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
         async with self.session.get(self.base + path, **kw) as r:
-            body = await r.text()
+            raw = await r.read()
+            check_response("GET", path, r.status, r.headers, raw)
+            body = raw.decode()
             try:
                 return r.status, json.loads(body)
             except json.JSONDecodeError:
@@ -40,7 +43,9 @@ class Running:
 
     async def send(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
         async with self.session.request(method, self.base + path, **kw) as r:
-            text = await r.text()
+            raw = await r.read()
+            check_response(method, path, r.status, r.headers, raw)
+            text = raw.decode()
             return r.status, (json.loads(text) if text.startswith(("{", "[")) else text)
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
@@ -96,7 +101,7 @@ async def test_read_endpoints_and_aliases(running: Running) -> None:
         assert body["pools"][0]["name"] == "amd64"
         assert body["reconcile"]["result"] == "ok"
         status, body = await running.get(f"{prefix}/runners")
-        assert status == 200 and body == {"runners": []}
+        assert status == 200 and body == {"runners": [], "total": 0}
         status, text = await running.get(f"{prefix}/metrics")
         assert status == 200 and "runner_orchestrator_runners" in text
 
@@ -277,3 +282,100 @@ async def test_a_slow_webhook_lookup_is_still_answered_fast(
     status, body = await running.send("POST", "/webhooks/gitlab", data=b"{}")
     assert status == 202 and "polling" in body["note"]
     assert asyncio.get_running_loop().time() - started < 2
+
+
+async def test_event_history_says_what_happened_to_a_runner(running: Running) -> None:
+    running.world.add_job("gitlab", ["docker", "amd64"])
+    running.daemon.scheduler.nudge()
+    await running.until(lambda: len(running.world.live_containers()) == 1)
+    _, listing = await running.get("/runners")
+    rid = listing["runners"][0]["id"]
+    status, body = await running.get(f"/api/v1/events?runner={rid}")
+    assert status == 200
+    words = [e["event"] for e in body["events"]]
+    assert words[-3:] == ["registered", "registering", "created"]
+    assert all(e["runner"] == rid and e["pool"] == "amd64" for e in body["events"])
+    _, body = await running.get("/api/v1/events?pool=amd64&limit=1")
+    assert len(body["events"]) == 1
+    _, body = await running.get("/api/v1/events?pool=nope")
+    assert body["events"] == []
+    _, metrics = await running.get("/metrics")
+    assert 'runner_orchestrator_runner_transitions_total{from_state="",pool="amd64"' in metrics
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=1001",
+        "limit=abc",
+        "limit=" + "9" * 5000,
+        "limit=-1",
+        "limit=1.5",
+        "before=0",
+        "runner=",
+        "pool=" + "p" * 300,
+        "limit=%D9%A1",
+    ],
+)
+async def test_bad_event_queries_are_400(running: Running, query: str) -> None:
+    status, body = await running.get(f"/api/v1/events?{query}")
+    assert status == 400 and "error" in body
+
+
+async def test_status_page_and_runner_page(running: Running) -> None:
+    running.world.add_job("gitlab", ["docker", "amd64"])
+    running.world.add_job("gitlab", ["windows"])
+    running.daemon.scheduler.nudge()
+    await running.until(lambda: len(running.world.live_containers()) == 1)
+    await running.until(lambda: running.daemon.reconciler.snapshot.runners != ())
+    async with running.session.get(running.base + "/") as r:
+        markup = await r.text()
+        assert r.status == 200 and r.content_type == "text/html"
+        assert "script-src 'sha256-" in r.headers["Content-Security-Policy"]
+    assert "no pool has all of its tags" in markup  # the windows job, in words
+    status, live = await running.get("/?part=live")
+    assert status == 200 and "<html" not in live and "Waiting jobs (2)" in live
+    status, body = await running.get("/?part=everything")
+    assert status == 400 and "error" in body
+    rid = running.daemon.reconciler.snapshot.runners[0].id
+    status, mine = await running.get(f"/runners/{rid}")
+    assert status == 200 and "History" in mine and 'id="logs-form"' in mine
+    assert "log of" not in mine  # no token, no log tail
+    status, mine = await running.get(f"/runners/{rid}", headers=auth())
+    assert status == 200 and "log of" in mine
+    status, _ = await running.get(f"/runners/{rid}", headers=auth("wrong"))
+    assert status == 401
+    status, missing = await running.get("/runners/nope")
+    assert status == 404 and "No runner" in missing
+
+
+async def test_a_100k_job_queue_gives_a_bounded_status(running: Running) -> None:
+    """A forge page of 100k jobs made /status 25 MB: lists are capped, totals count all."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from orchestrator.models import Job, WaitingJob, WaitReason
+
+    now = datetime.now(UTC)
+    waiting = tuple(
+        WaitingJob(
+            Job("gitlab", str(i), "g/p", frozenset({"x"}), now), None, WaitReason.NO_MATCHING_POOL
+        )
+        for i in range(100_000)
+    )
+    reconciler = running.daemon.reconciler
+    reconciler.snapshot = dataclasses.replace(reconciler.snapshot, waiting=waiting)
+    async with running.session.get(running.base + "/status") as r:
+        raw = await r.read()
+    body = json.loads(raw)
+    assert body["waiting_jobs_total"] == 100_000 and len(body["waiting_jobs"]) == 500
+    assert len(raw) < 200_000
+    _, body = await running.get("/status?limit=5")
+    assert len(body["waiting_jobs"]) == 5
+    status, _ = await running.get("/status?limit=5001")
+    assert status == 400
+    async with running.session.get(running.base + "/") as r:
+        assert len(await r.read()) < 200_000  # the page shows 100 rows and a count
+    _, body = await running.get("/runners?limit=1")
+    assert body["total"] == 0
