@@ -59,6 +59,13 @@ def shown(value: object) -> str:
     return HIDDEN
 
 
+def shown_path(path: object) -> str:
+    """A path as text, unless a part of it looks like a secret (a token pasted into
+    ``CONFIG_FILE`` or ``DATA_DIR``)."""
+    text = str(path)
+    return "<hidden path>" if any(looks_secret(p) for p in text.split("/")) else text
+
+
 def shown_all(values: Iterable[object]) -> str:
     """``'a', 'b', <hidden>`` for a list of names (see :func:`shown`)."""
     return ", ".join(shown(v) for v in values)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config_errors import ConfigError, render, scrub
+from orchestrator.config_errors import ConfigError, render, scrub, shown_path
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -24,7 +24,7 @@ MAX_NODES = 100_000
 
 
 def _fail(path: Path, reason: str) -> ConfigError:
-    return ConfigError(render([f"config_file {path}: {reason}"]))
+    return ConfigError(render([f"config_file {shown_path(path)}: {reason}"]))
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
