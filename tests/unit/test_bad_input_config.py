@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -580,3 +581,20 @@ def test_plan_json_stdout_is_json_even_when_the_forge_fails(tmp_path: Path) -> N
 def test_secretstr_fields_stay_secret(make_settings: Any) -> None:
     s = make_settings(management_enabled=True, management_token=SecretStr("mgmt-secret-token"))
     assert "mgmt-secret-token" not in json.dumps(s.masked())
+
+
+def test_run_with_the_http_port_taken_is_one_line_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = dict(
+            BASE,
+            GITLAB_URL="http://127.0.0.1:9",
+            HTTP_PORT=str(taken.getsockname()[1]),
+            DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock",
+            LOG_FORMAT="console",
+        )
+        result = cli("run", env=env, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "address already in use" in result.stderr
