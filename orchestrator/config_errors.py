@@ -60,10 +60,16 @@ def shown(value: object) -> str:
 
 
 def shown_path(path: object) -> str:
-    """A path as text, unless a part of it looks like a secret (a token pasted into
-    ``CONFIG_FILE`` or ``DATA_DIR``)."""
+    """A path as text, because naming the file is what makes the error useful, unless it
+    does not look like a path (no ``/``, ``~`` or ``.`` start, no file extension) or a part
+    of it looks like a secret: a token pasted into ``CONFIG_FILE`` or ``DATA_DIR``."""
     text = str(path)
-    return "<hidden path>" if any(looks_secret(p) for p in text.split("/")) else text
+    pathlike = text.startswith(("/", "./", "../", "~/")) or bool(
+        re.fullmatch(r"[\w.-]+\.(ya?ml|db|sqlite3?|json)", text)
+    )
+    if not pathlike or any(looks_secret(part) for part in text.split("/")):
+        return "<hidden path>"
+    return text
 
 
 def shown_all(values: Iterable[object]) -> str:
