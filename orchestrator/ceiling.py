@@ -71,8 +71,11 @@ def _within(path: str, prefix: str) -> bool:
 
 
 def reaches_docker(path: str) -> bool:
-    """True when a bind of host ``path`` (normalised) could expose a container engine."""
-    if path.endswith(".sock") or _within(path, "/run"):
+    """True when a bind of host ``path`` (normalised) could expose a container engine.
+
+    ``/proc`` counts because ``/proc/<pid>/root`` is every path of the host again, beyond
+    any textual check."""
+    if path.endswith(".sock") or _within(path, "/run") or _within(path, "/proc"):
         return True
     return any(_within(socket, path) or _within(path, socket) for socket in SOCKET_PATHS)
 
@@ -115,7 +118,7 @@ def _volume_problems(where: str, spec: str, ceiling: Ceiling) -> list[str]:
     if reaches_docker(path) and not ceiling.allow_docker_socket:
         problems.append(
             f"{where}: a host path at or around a container engine socket (/run, "
-            "/var/run, *.sock, /var/lib/docker) is forbidden by ceiling.allow_docker_socket"
+            "/var/run, *.sock, /proc, /var/lib/docker) is forbidden by ceiling.allow_docker_socket"
         )
     elif not any(_within(path, host_path(p)) for p in ceiling.allowed_host_paths):
         problems.append(

@@ -219,6 +219,8 @@ SOCKET_BINDS = [
     "/run/containerd/containerd.sock:/c",
     "/run/user/1000/docker.sock:/s",
     "/home/ci/podman.sock:/s",
+    "/proc/1/root/run:/r",
+    "/proc:/host-proc",
 ]
 
 
