@@ -137,3 +137,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # APScheduler reports every run of the reconcile job at INFO ("Running job...",
+    # "executed successfully"); the scheduler logs what matters itself.
+    logging.getLogger("apscheduler").setLevel(
+        numeric_level if numeric_level <= logging.DEBUG else max(numeric_level, logging.WARNING)
+    )

@@ -56,7 +56,10 @@ def test_stdlib_and_structlog_share_one_handler_after_reconfigure(captured: io.S
     structlog.get_logger("x").info("structlog too")
     assert len(captured.getvalue().splitlines()) == 2
     logging.getLogger("apscheduler").debug("below the level")
-    assert len(captured.getvalue().splitlines()) == 2
+    logging.getLogger("apscheduler.executors.default").info('Running job "reconcile"')
+    assert len(captured.getvalue().splitlines()) == 2  # not one line per reconcile
+    logging.getLogger("apscheduler.scheduler").warning("misfire")
+    assert len(captured.getvalue().splitlines()) == 3
 
 
 def test_the_suite_scan_reads_stdlib_lines(request: pytest.FixtureRequest) -> None:
