@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from orchestrator.runtime import CREDENTIAL_DIR
+
 if TYPE_CHECKING:
     from orchestrator.config import Ceiling, PoolConfig
 
@@ -103,6 +105,9 @@ def _volume_problems(where: str, spec: str, ceiling: Ceiling) -> list[str]:
     problems = []
     if not dest.startswith("/"):
         problems.append(f"{where}: the container path must be absolute")
+    elif _within(CREDENTIAL_DIR, host_path(dest)):
+        # a volume there is shared with every runner using it: their credentials with it
+        problems.append(f"{where}: the container path would hold the runner credential")
     options = set(parts[2].split(",")) if len(parts) == 3 else set()
     bad = sorted(options - SAFE_VOLUME_OPTIONS)
     if bad:

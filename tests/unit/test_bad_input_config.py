@@ -257,6 +257,8 @@ def test_allowing_host_paths_never_allows_the_socket(
         ("volumes: ['/etc:/etc:ro']", "pools[0].volumes[0]"),
         ("volumes: ['cache:/cache:rshared']", "pools[0].volumes[0]"),
         ("volumes: ['./relative:/x']", "pools[0].volumes[0]"),
+        ("volumes: ['shared:/run/runner-orchestrator']", "pools[0].volumes[0]"),
+        ("volumes: ['shared:/var/run']", "pools[0].volumes[0]"),
         ("cap_add: [SYS_ADMIN]", "pools[0].cap_add"),
         ("cap_add: [cap_sys_ptrace]", "pools[0].cap_add"),
         ("cap_add: [ALL]", "pools[0].cap_add"),
