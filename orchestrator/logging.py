@@ -137,6 +137,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    logging.captureWarnings(True)  # warnings.warn(...) from libraries: redacted lines too
     # APScheduler reports every run of the reconcile job at INFO ("Running job...",
     # "executed successfully"); the scheduler logs what matters itself.
     logging.getLogger("apscheduler").setLevel(

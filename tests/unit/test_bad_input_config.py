@@ -26,7 +26,14 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from orchestrator import ceiling as rules
-from orchestrator.config import ConfigError, Settings, env_names, load_settings
+from orchestrator.config import (
+    Ceiling,
+    ConfigError,
+    PoolConfig,
+    Settings,
+    env_names,
+    load_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "glpat-Zq8vR2mX4kP9wL7nB3cT"  # shaped like a real GitLab token
@@ -606,3 +613,77 @@ def test_run_with_the_http_port_taken_is_one_line_exit_1(tmp_path: Path) -> None
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "address already in use" in result.stderr
+
+
+# --- any YAML at all: accepted or one ConfigError, never another exception --------------
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["host", "/var/run/docker.sock:/s", "gitlab", "github", "all", "none"]),
+)
+_KEYS = st.one_of(
+    st.sampled_from(
+        sorted(Settings.model_fields)
+        + ["name", "kind", "url", "volumes", "network", "env", "gpu", "forge", "labels"]
+    ),
+    st.text(max_size=12),
+)
+_TREES = st.recursive(
+    _SCALARS,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_KEYS, children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.dictionaries(_KEYS, _TREES, max_size=6))
+def test_any_yaml_tree_loads_or_is_a_config_error(
+    data: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    path = tmp_path_factory.mktemp("yaml") / "c.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    _load(monkeypatch, BASE, path)  # anything but a ConfigError propagates and fails
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.binary(max_size=300))
+def test_any_bytes_load_or_are_a_config_error(
+    raw: bytes, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path_factory.mktemp("raw") / "c.yaml"
+    path.write_bytes(raw)
+    _load(monkeypatch, BASE, path)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pool=st.dictionaries(
+        st.sampled_from(sorted(PoolConfig.model_fields)),
+        _TREES | st.lists(st.text(max_size=40)),
+        max_size=6,
+    ),
+    ceiling=st.dictionaries(st.sampled_from(sorted(Ceiling.model_fields)), _TREES, max_size=4),
+)
+def test_any_pool_and_ceiling_load_or_are_a_config_error(
+    pool: dict[str, Any],
+    ceiling: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import yaml
+
+    path = tmp_path_factory.mktemp("pool") / "c.yaml"
+    path.write_text(yaml.safe_dump({"pools": [{"name": "p", **pool}], "ceiling": ceiling}))
+    _load(monkeypatch, BASE, path)
