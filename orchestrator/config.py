@@ -15,6 +15,12 @@ Two ways in, which combine:
 When the file names no forges or pools, they are derived from the environment: one
 forge per token given and one default pool per forge.
 
+Every problem is a :class:`ConfigError` with one line per problem naming the field and its
+env var, and never a value that could be a secret (:mod:`orchestrator.config_errors`).
+Input is bounded before it is parsed (:mod:`orchestrator.config_yaml`, ``MAX_ENV_BYTES``),
+numbers must be finite and within floors and ceilings, and every pool is checked against
+the operator's ceiling (:mod:`orchestrator.ceiling`).
+
 Nothing here does I/O at import time; :func:`load_settings` is called once by the CLI.
 """
 
