@@ -51,7 +51,7 @@ from pydantic_settings import (
 
 from orchestrator import ceiling as ceiling_rules
 from orchestrator.config_errors import ConfigError, describe, render, shown_all, translate
-from orchestrator.config_yaml import MAX_DEPTH, read_yaml
+from orchestrator.config_yaml import MAX_DEPTH, bracket_depth, read_yaml
 from orchestrator.logging import redact_text
 from orchestrator.models import ForgeKind, PoolSpec
 
@@ -811,18 +811,6 @@ def env_names() -> list[str]:
     return [name.upper() for name in Settings.model_fields if name not in _YAML_ONLY]
 
 
-def _nesting(text: str) -> int:
-    """Deepest bracket nesting in ``text`` (an upper bound: brackets in strings count)."""
-    depth = deepest = 0
-    for char in text:
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
 def _env_problems(environ: dict[str, str]) -> list[str]:
     """Bounds on raw env values, checked before any parsing (JSON for FORGES/POOLS...)."""
     problems = []
@@ -832,7 +820,7 @@ def _env_problems(environ: dict[str, str]) -> list[str]:
             continue
         if len(value) > MAX_ENV_BYTES:
             problems.append(f"{name} (env {key.upper()}): longer than {MAX_ENV_BYTES // 1024} KiB")
-        elif name in _YAML_ONLY and _nesting(value) > MAX_DEPTH:
+        elif name in _YAML_ONLY and bracket_depth(value) > MAX_DEPTH:
             problems.append(f"{name} (env {key.upper()}): nested more than {MAX_DEPTH} levels deep")
     return problems
 

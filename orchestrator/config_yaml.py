@@ -37,6 +37,19 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"YAML error: {scrub(type(exc).__name__)}"
 
 
+def bracket_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting in ``text``: an upper bound (brackets inside strings
+    count too), cheap enough to run before a parser that recurses."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def check_shape(data: Any, where: str) -> str:
     """'' when ``data`` is within the depth and size bounds, else the reason.
 
@@ -87,6 +100,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _fail(path, f"is not UTF-8 (byte offset {exc.start})") from None
+    if bracket_depth(text) > MAX_DEPTH:
+        raise _fail(path, f"nested more than {MAX_DEPTH} levels deep")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -433,6 +433,9 @@ NASTY_FILES: dict[str, bytes] = {
     "nul": b"pools: []\x00\n",
     "not-utf8": b"pools: ['\xff\xfe']\n",
     "deep": b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+    "deep-block": (
+        "a:" + "".join("\n" + " " * (i + 1) + "b:" for i in range(1200)) + " 1\n"
+    ).encode(),
     "laughs": b"".join(
         [b"a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"]
         + [
