@@ -146,7 +146,8 @@ def check_pool(index: int, pool: PoolConfig, ceiling: Ceiling) -> list[str]:
     allowed_caps = {cap_name(c) for c in ceiling.allowed_cap_add}
     extra_caps = sorted({cap_name(c) for c in pool.cap_add} - allowed_caps)
     if extra_caps:
-        problems.append(f"{where}.cap_add: {extra_caps} not in ceiling.allowed_cap_add")
+        named = [c if re.fullmatch(r"[A-Z_]{1,32}", c) else "<hidden>" for c in extra_caps]
+        problems.append(f"{where}.cap_add: {named} not in ceiling.allowed_cap_add")
     if ceiling.max_cpus is not None and (pool.cpus is None or pool.cpus > ceiling.max_cpus):
         problems.append(f"{where}.cpus: must be set and <= ceiling.max_cpus")
     gpus = 0.0 if pool.gpu == "none" else (float("inf") if pool.gpu == "all" else pool.gpu)

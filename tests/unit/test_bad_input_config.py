@@ -165,6 +165,7 @@ def test_no_random_looking_value_is_ever_echoed(
         (f"pools: [{{name: p, hosts: ['{RANDOM_SECRET}']}}]\n", RANDOM_SECRET),
         (f"docker_hosts: [{{name: a, url: '{TOKEN}'}}]\n", TOKEN),
         (f"log_level: {RANDOM_SECRET}\n", RANDOM_SECRET),
+        (f"pools: [{{name: p, cap_add: ['{RANDOM_SECRET}']}}]\n", RANDOM_SECRET.upper()),
     ],
 )
 def test_yaml_values_and_keys_that_look_secret_are_not_echoed(
