@@ -225,6 +225,11 @@ async def run(settings: Settings) -> int:
             signal.signal(sig, lambda *_: daemon.stopping.set())
     try:
         await daemon.start()
+    except OSError as exc:  # the environment (port in use, address not here): one line
+        log.error("daemon.start_failed", error=str(exc))
+        print(f"runner-orchestrator: could not start: {exc}", file=sys.stderr)
+        await daemon.stop()
+        return 1
     except Exception as exc:
         log.exception("daemon.start_failed")
         print(f"runner-orchestrator: could not start: {exc}", file=sys.stderr)

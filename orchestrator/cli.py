@@ -1,6 +1,11 @@
 """Command line: ``runner-orchestrator {run,check-config,plan}`` (also ``python -m orchestrator``).
 
-Exit codes: 0 fine, 1 runtime failure, 2 invalid configuration or usage.
+Exit codes: 0 fine, 1 the environment is not usable (journal damaged or not writable,
+runtime failure), 2 invalid configuration or usage. Every such error is one line on
+stderr naming the field or file; a traceback means a bug.
+
+stdout carries only the command's output (the effective config, the plan); every log line,
+ours and the libraries', goes to stderr, so ``plan --json | jq`` always gets JSON.
 """
 
 from __future__ import annotations
@@ -8,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,9 +21,13 @@ from typing import Any
 
 import yaml
 
+from orchestrator import preflight
 from orchestrator.config import ConfigError, Settings, load_settings
+from orchestrator.config_errors import shown_path
+from orchestrator.logging import configure, redact_text
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = preflight.EXIT_CONFIG
+EXIT_ENVIRONMENT = preflight.EXIT_ENVIRONMENT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,34 +50,57 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(text: str) -> None:
+    print(redact_text(text), file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "status":  # asks the running daemon; needs no configuration
         from orchestrator.statuscli import main as status_main
 
         return status_main(args.url, as_json=args.json)
+    configure(stream=sys.stderr)  # until the settings say otherwise; never stdout
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        _fail(str(exc))
         return EXIT_CONFIG
+    configure(settings.log_level, settings.log_format, stream=sys.stderr)
+    problems = preflight.check(settings)
     if args.command == "check-config":
-        return _check_config(settings, as_json=args.json)
-    if args.command == "plan":
-        return asyncio.run(_plan(settings, as_json=args.json))
-    from orchestrator.app import run
+        _check_config(settings, as_json=args.json)
+        if problems:
+            _fail(preflight.render(problems))
+        return preflight.exit_code(problems)
+    if not problems:
+        problems = preflight.check_journal(settings.journal_path)
+    if problems:
+        _fail(preflight.render(problems))
+        return preflight.exit_code(problems)
+    try:
+        if args.command == "plan":
+            return asyncio.run(_plan(settings, as_json=args.json))
+        from orchestrator.app import run
 
-    return asyncio.run(run(settings))
+        return asyncio.run(run(settings))
+    except sqlite3.DatabaseError as exc:  # the journal went bad after the check above
+        journal = shown_path(settings.journal_path)
+        _fail(f"cannot start: journal {journal}: {exc}; {preflight.DAMAGED_HELP}")
+        return EXIT_ENVIRONMENT
+    except OSError as exc:  # opening the journal: what os.access could not foresee (root)
+        journal = shown_path(settings.journal_path)
+        _fail(f"cannot start: journal {journal}: {exc.strerror or exc}")
+        return EXIT_ENVIRONMENT
 
 
-def _check_config(settings: Settings, *, as_json: bool) -> int:
+def _check_config(settings: Settings, *, as_json: bool) -> None:
     data = settings.masked()
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     else:
         print("# effective configuration (secrets masked)")
         print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
-    return 0
 
 
 async def _plan(settings: Settings, *, as_json: bool) -> int:

@@ -15,16 +15,22 @@ Two ways in, which combine:
 When the file names no forges or pools, they are derived from the environment: one
 forge per token given and one default pool per forge.
 
+Every problem is a :class:`ConfigError` with one line per problem naming the field and its
+env var, and never a value that could be a secret (:mod:`orchestrator.config_errors`).
+Input is bounded before it is parsed (:mod:`orchestrator.config_yaml`, ``MAX_ENV_BYTES``),
+numbers must be finite and within floors and ceilings, and every pool is checked against
+the operator's ceiling (:mod:`orchestrator.ceiling`).
+
 Nothing here does I/O at import time; :func:`load_settings` is called once by the CLI.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -35,18 +41,32 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
+from orchestrator import ceiling as ceiling_rules
+from orchestrator.config_errors import ConfigError, describe, render, shown_all, translate
+from orchestrator.config_yaml import MAX_DEPTH, bracket_depth, read_yaml
+from orchestrator.logging import redact_text
 from orchestrator.models import ForgeKind, PoolSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 DEFAULT_COOLDOWN_S = 300.0
+DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
+#: Largest value accepted from one environment variable (JSON for FORGES/POOLS included).
+MAX_ENV_BYTES = 64 * 1024
+MASKED = "**********"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Names the runtime sets itself in every runner container; a pool may not override them.
+_RESERVED_ENV = frozenset({"RUNNER_CREDENTIAL_ENV", "RUNNER_CREDENTIAL_FILE"})
+
+__all__ = ["ConfigError", "Settings", "env_names", "load_settings"]
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -60,8 +80,47 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
+def _http_url(value: str, example: str) -> str:
+    """An http(s) URL with a host; the message never repeats the value (it may be a token)."""
+    parts = urlsplit(value) if re.match(r"^https?://", value) else None
+    try:
+        host = parts.hostname if parts else None
+        if parts is not None:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        host = None
+    if not host or re.search(r"\s", value):
+        raise ValueError(f"must be an http(s) URL like {example}")
+    return value
+
+
+def _docker_url(value: str) -> str:
+    """A Docker endpoint the SDK can use: unix/npipe with a path, tcp/ssh/http(s) with a host."""
+    match = re.match(r"^(unix|npipe|tcp|ssh|http|https)://(.*)$", value)
+    if not match or re.search(r"\s", value):
+        raise ValueError("must start with unix://, tcp://, ssh:// or http(s)://")
+    scheme, rest = match.groups()
+    if scheme in {"unix", "npipe"}:
+        if not rest.startswith("/"):
+            raise ValueError(
+                f"{scheme}:// needs an absolute socket path (unix:///var/run/docker.sock)"
+            )
+        return value
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        host = None
+    if not host:
+        raise ValueError(f"{scheme}:// needs a host (tcp://host:2376, ssh://user@host)")
+    return value
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class GitLabForgeConfig(_Model):
@@ -98,13 +157,12 @@ class GitLabForgeConfig(_Model):
     """Also treat jobs in status ``created`` as demand (pre-scale)."""
     webhook_secret: SecretStr | None = None
     """``X-Gitlab-Token`` expected on ``POST /webhooks/gitlab``. Empty: webhooks refused."""
-    group_refresh_s: float = Field(300.0, gt=0)
+    group_refresh_s: float = Field(300.0, ge=1, le=DAY_S)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http(s) URL like https://gitlab.example.com")
+        _http_url(value, "https://gitlab.example.com")
         return value.rstrip("/").removesuffix("/api/v4")
 
 
@@ -129,14 +187,32 @@ class GitHubForgeConfig(_Model):
     """Below this many remaining requests the poll interval stretches."""
     requests_per_minute: int = Field(600, ge=1, le=100_000)
     """Pace of GitHub polling (its secondary limit is 900 points/min per endpoint)."""
-    repo_refresh_s: float = Field(300.0, gt=0)
+    repo_refresh_s: float = Field(300.0, ge=1, le=DAY_S)
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        return _http_url(value, "https://api.github.com or https://ghes.example.com/api/v3")
+
+    @field_validator("web_url")
+    @classmethod
+    def _web(cls, value: str) -> str:
+        return _http_url(value, "https://github.com") if value else value
 
     @field_validator("repos")
     @classmethod
     def _repos(cls, value: list[str]) -> list[str]:
-        for repo in value:
+        for index, repo in enumerate(value):
             if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
-                raise ValueError(f"{repo!r} is not owner/repo")
+                raise ValueError(f"entry {index + 1} is not owner/repo")
+        return value
+
+    @field_validator("orgs")
+    @classmethod
+    def _orgs(cls, value: list[str]) -> list[str]:
+        for index, org in enumerate(value):
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}", org):
+                raise ValueError(f"entry {index + 1} is not an organisation name")
         return value
 
     @model_validator(mode="after")
@@ -172,18 +248,18 @@ class PoolConfig(_Model):
     gpu: Literal["none", "all"] | int = "none"
     """``none``, ``all`` or a count of GPUs (NVIDIA device requests)."""
     gpu_capabilities: list[str] = ["gpu", "utility", "compute"]
-    cpus: float | None = Field(None, gt=0)
+    cpus: float | None = Field(None, gt=0, le=1024)
     memory: str | None = "4g"
     """Docker notation (``512m``, ``4g``); a limit is always set unless ``null``."""
-    pids_limit: int = Field(4096, ge=16)
-    min_idle: int = Field(0, ge=0)
+    pids_limit: int = Field(4096, ge=16, le=4_194_304)
+    min_idle: int = Field(0, ge=0, le=10_000)
     """Runners kept warm with no job."""
-    max_idle: int | None = Field(None, ge=0)
+    max_idle: int | None = Field(None, ge=0, le=10_000)
     """Idle runners beyond this are retired without waiting for the cooldown."""
-    max_runners: int = Field(10, ge=0)
-    cooldown_s: float | None = Field(None, ge=0)
+    max_runners: int = Field(10, ge=0, le=10_000)
+    cooldown_s: float | None = Field(None, ge=0, le=WEEK_S)
     """Idle time before retirement; default from ``IDLE_TIMEOUT`` / ``RUNNER_COOLDOWN_MINUTES``."""
-    start_timeout_s: float = Field(600.0, gt=0)
+    start_timeout_s: float = Field(600.0, ge=1, le=DAY_S)
     ephemeral: bool = True
     """One job per runner (GitHub JIT / GitLab ``--max-builds 1``), else reusable."""
     executor: str = "shell"
@@ -191,17 +267,42 @@ class PoolConfig(_Model):
     executor_args: list[str] = []
     """Extra ``run-single`` flags, e.g. ``["--docker-image", "alpine:3"]``."""
     env: dict[str, str] = {}
+    """Extra environment of the runner container (masked by ``check-config``)."""
     volumes: list[str] = []
+    """``name:/path[:ro]`` named volumes; host paths only under ``ceiling.allowed_host_paths``."""
     network: str | None = None
-    """Docker network; empty = the instance's isolated bridge network; ``host`` allowed only
-    when the ceiling allows it."""
+    """Docker network; empty = the instance's isolated bridge network; ``none``; ``host`` or
+    any other network only when the ceiling allows it."""
     privileged: bool = False
     docker_socket: bool = False
     """Mount the host's Docker socket (root-equivalent on the host!)."""
     cap_add: list[str] = []
     user: str | None = None
+    """``uid[:gid]`` the runner runs as; empty = the image's user (root in the official
+    images). ``ceiling.allow_root: false`` requires a non-root one."""
+    read_only: bool = False
+    """Read-only root filesystem (``/tmp`` becomes a tmpfs); the image must write only to
+    volumes and tmpfs."""
     hosts: list[str] = []
     """Docker host names this pool may use; empty = any that fits."""
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for index, (key, item) in enumerate(value.items()):
+            if not _ENV_NAME.fullmatch(key) or key.upper() in _RESERVED_ENV:
+                raise ValueError(f"entry {index + 1}: not a usable environment variable name")
+            if "\0" in item:
+                raise ValueError(f"entry {index + 1}: the value contains a NUL character")
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> PoolConfig:
+        if self.min_idle > self.max_runners:
+            raise ValueError(
+                f"min_idle ({self.min_idle}) is more than max_runners ({self.max_runners})"
+            )
+        return self
 
     @field_validator("gpu")
     @classmethod
@@ -235,20 +336,36 @@ class DockerHostConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^(unix|tcp|ssh|http|https|npipe)://", value):
-            raise ValueError("must start with unix://, tcp://, ssh:// or http(s)://")
-        return value
+        return _docker_url(value)
 
 
 class Ceiling(_Model):
-    """What pools may ask for at most. The operator's guard rail over pool authors."""
+    """What pools may ask for at most. The operator's guard rail over pool authors; the
+    rules are in :mod:`orchestrator.ceiling` and the table in docs/security.md."""
 
     allow_privileged: bool = False
     allow_docker_socket: bool = False
+    """Also covers host binds at or around an engine socket and widening executor flags."""
     allow_host_network: bool = False
+    allowed_networks: list[str] = []
+    """Docker networks (or ``container:<name>``) a pool may join besides its own bridge."""
+    allowed_host_paths: list[str] = []
+    """Host directories pools may bind-mount (and what is below them)."""
     allowed_cap_add: list[str] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL"]
-    max_cpus: float | None = None
-    max_gpus: int | None = None
+    allow_root: bool = True
+    """False: every pool must set a non-root ``user``."""
+    require_read_only: bool = False
+    """True: every pool must set ``read_only: true``."""
+    max_cpus: float | None = Field(None, gt=0)
+    max_gpus: int | None = Field(None, ge=0)
+
+    @field_validator("allowed_host_paths")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for index, path in enumerate(value):
+            if not path.startswith("/"):
+                raise ValueError(f"entry {index + 1} is not an absolute path")
+        return value
 
 
 class Settings(BaseSettings):
@@ -259,10 +376,13 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="forbid",
         frozen=True,
-        yaml_file=None,
         validate_default=True,
         use_attribute_docstrings=True,
+        allow_inf_nan=False,
     )
+
+    #: The checked YAML file's content (see :func:`load_settings`), lowest precedence.
+    yaml_data: ClassVar[dict[str, Any] | None] = None
 
     # --- the one-forge case, with the names from earlier tools --------------------------
     gitlab_url: str | None = None
@@ -277,7 +397,7 @@ class Settings(BaseSettings):
     """Watch the whole GitLab instance (admin token; GraphQL)."""
     gitlab_webhook_secret: SecretStr | None = None
     """Secret expected in X-Gitlab-Token on POST /webhooks/gitlab."""
-    gitlab_requests_per_minute: int = Field(300, ge=1)
+    gitlab_requests_per_minute: int = Field(300, ge=1, le=100_000)
     """GitLab request budget per minute (GitLab's jobs API default limit is 600)."""
     github_token: SecretStr | None = None
     """GitHub token; with GITHUB_ORG or GITHUB_REPO defines the forge ``github``."""
@@ -291,20 +411,21 @@ class Settings(BaseSettings):
     """HMAC secret for X-Hub-Signature-256 on POST /webhooks/github."""
     github_runner_group_id: int = Field(1, ge=1)
     """Runner group for JIT runners (1 = Default)."""
-    github_requests_per_minute: int = Field(600, ge=1)
+    github_requests_per_minute: int = Field(600, ge=1, le=100_000)
     """GitHub request pace per minute (its secondary limit is 900 per endpoint)."""
-    min_runners: int = Field(0, ge=0)
-    """Idle runners kept warm in the default pool."""
-    max_runners: int = Field(10, ge=0)
+    min_runners: int = Field(0, ge=0, le=10_000)
+    """Idle runners kept warm in the default pool (at most MAX_RUNNERS)."""
+    max_runners: int = Field(10, ge=0, le=10_000)
     """Global ceiling on runners (all pools); also the default pool's max."""
-    max_idle_runners: int | None = Field(None, ge=0)
+    max_idle_runners: int | None = Field(None, ge=0, le=10_000)
     """Idle runners beyond this are retired at once (default pool)."""
-    runner_cooldown_minutes: float | None = Field(None, ge=0)
-    """Idle minutes before a runner is retired (IDLE_TIMEOUT wins if both are set)."""
-    idle_timeout: float | None = Field(None, ge=0)
-    """Idle seconds before a runner is retired."""
-    poll_interval: float = Field(15.0, gt=0, le=3600)
-    """Seconds between reconciles (webhooks wake it earlier)."""
+    runner_cooldown_minutes: float | None = Field(None, ge=0, le=WEEK_S / 60)
+    """Idle minutes before a runner is retired, at most a week (IDLE_TIMEOUT wins if both
+    are set)."""
+    idle_timeout: float | None = Field(None, ge=0, le=WEEK_S)
+    """Idle seconds before a runner is retired (at most a week)."""
+    poll_interval: float = Field(15.0, ge=1, le=3600)
+    """Seconds between reconciles, 1 to 3600 (webhooks wake it earlier)."""
     forge_call_timeout: float = Field(30.0, gt=0, le=600, allow_inf_nan=False)
     """Overall deadline of one forge call (a whole job poll); a slower forge is paused."""
     forge_retry_after_max: float = Field(900.0, ge=1, le=86400, allow_inf_nan=False)
@@ -325,7 +446,7 @@ class Settings(BaseSettings):
     """Default GitLab pool also takes untagged jobs."""
     runner_memory: str | None = "4g"
     """Memory limit of default-pool containers."""
-    runner_cpus: float | None = None
+    runner_cpus: float | None = Field(None, gt=0, le=1024)
     """CPU limit of default-pool containers."""
 
     # --- the daemon itself ----------------------------------------------------------------
@@ -354,18 +475,19 @@ class Settings(BaseSettings):
     """auto = JSON when stderr is not a TTY."""
     shutdown_mode: Literal["leave", "drain"] = "leave"
     """On SIGTERM: leave runners for the next start to adopt, or drain (remove) them."""
-    shutdown_timeout: float = Field(30.0, gt=0)
-    """Seconds to wait for the in-flight reconcile (and drain) on shutdown."""
+    shutdown_timeout: float = Field(30.0, gt=0, le=3600)
+    """Seconds to wait for the in-flight reconcile (and drain) on shutdown (at most 3600)."""
     docker_host: str = "unix:///var/run/docker.sock"
     """Docker endpoint when DOCKER_HOSTS are not configured in YAML."""
     credential_delivery: Literal["file", "env"] = "file"
     """How the runner credential reaches the container (file hides it from docker inspect)."""
-    network_name: str = ""
-    """Isolated bridge network for runners; default runner-orchestrator-<instance id>."""
-    max_webhook_bytes: int = Field(1_048_576, ge=1024)
-    """Largest webhook body accepted (bigger: 413)."""
-    gc_interval: float = Field(300.0, gt=0)
-    """Seconds between orphan sweeps (forge registrations without containers)."""
+    network_name: str = Field("", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$")
+    """Isolated bridge network for runners; default runner-orchestrator-<instance id>
+    (never host, bridge or none)."""
+    max_webhook_bytes: int = Field(1_048_576, ge=1024, le=64 * 1024 * 1024)
+    """Largest webhook body accepted, 1 KiB to 64 MiB (bigger: 413)."""
+    gc_interval: float = Field(300.0, ge=1, le=DAY_S)
+    """Seconds between orphan sweeps (forge registrations without containers), at most a day."""
 
     # --- YAML-only structure ----------------------------------------------------------------
     forges: list[ForgeConfig] = []
@@ -394,6 +516,26 @@ class Settings(BaseSettings):
             raise ValueError("empty: it would bind every interface; say 0.0.0.0 if meant")
         return value.strip()
 
+    @field_validator("github_api_url")
+    @classmethod
+    def _github_api_url(cls, value: str) -> str:
+        return _http_url(value, "https://api.github.com or https://ghes.example.com/api/v3")
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, value: str) -> str:
+        return _docker_url(value)
+
+    @field_validator("network_name")
+    @classmethod
+    def _network_name(cls, value: str) -> str:
+        if value in {"host", "bridge", "none", "default"}:
+            raise ValueError(
+                "must name a user-defined bridge network, not Docker's host, bridge or none "
+                "(a pool's network: host needs ceiling.allow_host_network)"
+            )
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -404,76 +546,104 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("yaml_file"):
-            sources.append(YamlConfigSettingsSource(settings_cls))
+        data = getattr(settings_cls, "yaml_data", None)
+        if data is not None:
+            sources.append(_DataSource(settings_cls, data))
         return tuple(sources)
 
     # --- derived structure -------------------------------------------------------------------
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
+        """Derive forges and pools from the env when the file has none, then check what
+        needs the whole picture. Every problem found is reported, one line each."""
+        problems: list[str] = []
+        if self.min_runners > self.max_runners:
+            raise ValueError(
+                f"min_runners (env MIN_RUNNERS): {self.min_runners} is more than "
+                f"MAX_RUNNERS ({self.max_runners})"
+            )
         forges = list(self.forges) or self._forges_from_env()
         names = [f.name for f in forges]
         if len(set(names)) != len(names):
-            raise ValueError(f"forges: duplicate forge names {names}")
+            problems.append(f"forges: duplicate forge names {shown_all(names)}")
         forges = [self._with_env_token(f) for f in forges]
         for index, forge in enumerate(forges):
             if forge.token is None or not forge.token.get_secret_value():
                 env = "GITLAB_TOKEN" if forge.kind == "gitlab" else "GITHUB_TOKEN"
-                raise ValueError(f"forges[{index}].token: missing (set it or {env})")
+                problems.append(f"forges[{index}].token: missing (set it or {env})")
         pools = list(self.pools) or self._pools_from_env(forges)
-        pools = [self._with_forge(p, forges, i) for i, p in enumerate(pools)]
         pool_names = [p.name for p in pools]
         if len(set(pool_names)) != len(pool_names):
-            raise ValueError(f"pools: duplicate pool names {pool_names}")
-        host_names = {h.name for h in self.docker_hosts}
-        for index, pool in enumerate(pools):
-            self._check_ceiling(pool, index)
-            for host in pool.hosts:
+            problems.append(f"pools: duplicate pool names {shown_all(pool_names)}")
+        host_names = [h.name for h in self.docker_hosts]
+        if len(set(host_names)) != len(host_names):
+            problems.append(f"docker_hosts: duplicate docker host names {shown_all(host_names)}")
+        resolved = []
+        for index, given in enumerate(pools):
+            pool, problem = self._with_forge(given, forges, index)
+            problems += [problem] if problem else []
+            resolved.append(pool)
+            problems += ceiling_rules.check_pool(index, pool, self.ceiling)
+            for h, host in enumerate(pool.hosts):
                 if host not in host_names:
-                    raise ValueError(f"pools[{index}].hosts: unknown docker host {host!r}")
-        object.__setattr__(self, "forges", forges)
-        object.__setattr__(self, "pools", pools)
+                    problems.append(
+                        f"pools[{index}].hosts[{h}]: no docker host of that name "
+                        f"(have {shown_all(host_names)})"
+                    )
         if self.management_enabled and not (
             self.management_token and self.management_token.get_secret_value()
         ):
-            raise ValueError(
+            problems.append(
                 "management_token: MANAGEMENT_ENABLED is true but MANAGEMENT_TOKEN is empty"
             )
+        if problems:
+            raise ValueError("\n".join(problems))
+        object.__setattr__(self, "forges", forges)
+        object.__setattr__(self, "pools", resolved)
         return self
 
     def _forges_from_env(self) -> list[GitLabForgeConfig | GitHubForgeConfig]:
         forges: list[GitLabForgeConfig | GitHubForgeConfig] = []
         if self.gitlab_url or self.gitlab_token:
             if not self.gitlab_url:
-                raise ValueError("gitlab_url: GITLAB_TOKEN is set but GITLAB_URL is not")
-            forges.append(
-                GitLabForgeConfig(
-                    url=self.gitlab_url,
-                    token=self.gitlab_token,
-                    projects=self.gitlab_projects,
-                    groups=self.gitlab_groups,
-                    instance=self.gitlab_instance,
-                    webhook_secret=self.gitlab_webhook_secret,
-                    requests_per_minute=self.gitlab_requests_per_minute,
+                raise ValueError(
+                    "gitlab_url (env GITLAB_URL): GITLAB_TOKEN is set but GITLAB_URL is not"
                 )
-            )
+            try:
+                forges.append(
+                    GitLabForgeConfig(
+                        url=self.gitlab_url,
+                        token=self.gitlab_token,
+                        projects=self.gitlab_projects,
+                        groups=self.gitlab_groups,
+                        instance=self.gitlab_instance,
+                        webhook_secret=self.gitlab_webhook_secret,
+                        requests_per_minute=self.gitlab_requests_per_minute,
+                    )
+                )
+            except ValidationError as exc:
+                raise ValueError("\n".join(translate(exc, _GITLAB_ENV, "GITLAB_URL"))) from None
         if self.github_token or self.github_org or self.github_repo:
             if not (self.github_org or self.github_repo):
                 raise ValueError(
-                    "github_repo: GITHUB_TOKEN is set but neither GITHUB_ORG nor GITHUB_REPO is"
+                    "github_repo (env GITHUB_REPO): GITHUB_TOKEN is set but neither "
+                    "GITHUB_ORG nor GITHUB_REPO is"
                 )
-            forges.append(
-                GitHubForgeConfig(
-                    token=self.github_token,
-                    api_url=self.github_api_url,
-                    repos=self.github_repo,
-                    orgs=self.github_org,
-                    webhook_secret=self.github_webhook_secret,
-                    runner_group_id=self.github_runner_group_id,
-                    requests_per_minute=self.github_requests_per_minute,
+            try:
+                forges.append(
+                    GitHubForgeConfig(
+                        token=self.github_token,
+                        api_url=self.github_api_url,
+                        repos=self.github_repo,
+                        orgs=self.github_org,
+                        webhook_secret=self.github_webhook_secret,
+                        runner_group_id=self.github_runner_group_id,
+                        requests_per_minute=self.github_requests_per_minute,
+                    )
                 )
-            )
+            except ValidationError as exc:
+                raise ValueError("\n".join(translate(exc, _GITHUB_ENV, "GITHUB_API_URL"))) from None
         return forges
 
     def _with_env_token(
@@ -487,56 +657,42 @@ class Settings(BaseSettings):
     def _pools_from_env(
         self, forges: list[GitLabForgeConfig | GitHubForgeConfig]
     ) -> list[PoolConfig]:
-        return [
-            PoolConfig(
-                name=forge.name,
-                forge=forge.name,
-                labels=self.runner_labels,
-                run_untagged=self.runner_run_untagged,
-                image=self.runner_image,
-                platform=self.runner_platform,
-                memory=self.runner_memory,
-                cpus=self.runner_cpus,
-                min_idle=self.min_runners,
-                max_idle=self.max_idle_runners,
-                max_runners=self.max_runners,
-                ephemeral=self.runner_ephemeral,
-                executor=self.runner_executor,
-            )
-            for forge in forges
-        ]
+        try:
+            return [
+                PoolConfig(
+                    name=forge.name,
+                    forge=forge.name,
+                    labels=self.runner_labels,
+                    run_untagged=self.runner_run_untagged,
+                    image=self.runner_image,
+                    platform=self.runner_platform,
+                    memory=self.runner_memory,
+                    cpus=self.runner_cpus,
+                    min_idle=self.min_runners,
+                    max_idle=self.max_idle_runners,
+                    max_runners=self.max_runners,
+                    ephemeral=self.runner_ephemeral,
+                    executor=self.runner_executor,
+                )
+                for forge in forges
+            ]
+        except ValidationError as exc:
+            raise ValueError("\n".join(translate(exc, _POOL_ENV, "RUNNER_IMAGE"))) from None
 
+    @staticmethod
     def _with_forge(
-        self, pool: PoolConfig, forges: list[GitLabForgeConfig | GitHubForgeConfig], index: int
-    ) -> PoolConfig:
+        pool: PoolConfig, forges: list[GitLabForgeConfig | GitHubForgeConfig], index: int
+    ) -> tuple[PoolConfig, str]:
         names = [f.name for f in forges]
         if not pool.forge:
             if len(forges) != 1:
-                raise ValueError(
+                return pool, (
                     f"pools[{index}].forge: required when {len(forges)} forges are configured"
                 )
-            return pool.model_copy(update={"forge": names[0]})
+            return pool.model_copy(update={"forge": names[0]}), ""
         if pool.forge not in names:
-            raise ValueError(f"pools[{index}].forge: unknown forge {pool.forge!r} (have {names})")
-        return pool
-
-    def _check_ceiling(self, pool: PoolConfig, index: int) -> None:
-        ceiling = self.ceiling
-        where = f"pools[{index}]"
-        if pool.privileged and not ceiling.allow_privileged:
-            raise ValueError(f"{where}.privileged: forbidden by ceiling.allow_privileged")
-        if pool.docker_socket and not ceiling.allow_docker_socket:
-            raise ValueError(f"{where}.docker_socket: forbidden by ceiling.allow_docker_socket")
-        if pool.network == "host" and not ceiling.allow_host_network:
-            raise ValueError(f"{where}.network: host network forbidden by ceiling")
-        extra_caps = sorted(set(pool.cap_add) - set(ceiling.allowed_cap_add))
-        if extra_caps:
-            raise ValueError(f"{where}.cap_add: {extra_caps} not in ceiling.allowed_cap_add")
-        if ceiling.max_cpus is not None and (pool.cpus is None or pool.cpus > ceiling.max_cpus):
-            raise ValueError(f"{where}.cpus: must be set and <= ceiling.max_cpus")
-        gpus = 0 if pool.gpu == "none" else (math.inf if pool.gpu == "all" else pool.gpu)
-        if ceiling.max_gpus is not None and gpus > ceiling.max_gpus:
-            raise ValueError(f"{where}.gpu: exceeds ceiling.max_gpus")
+            return pool, (f"pools[{index}].forge: no forge of that name (have {shown_all(names)})")
+        return pool, ""
 
     # --- views used by the rest of the daemon ----------------------------------------------
 
@@ -590,67 +746,128 @@ class Settings(BaseSettings):
         return specs
 
     def masked(self) -> dict[str, Any]:
-        """The effective config as plain data with every secret replaced by ``**********``."""
-        return self.model_dump(mode="json")
+        """The effective config as plain data with every secret replaced by ``**********``:
+        secret fields, every pool ``env`` value, the user info of every URL, and anything
+        shaped like a forge token or equal to a configured secret."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        for pool in data["pools"]:
+            pool["env"] = dict.fromkeys(pool["env"], MASKED)
+        masked: dict[str, Any] = _mask_tree(data)
+        return masked
 
 
-class ConfigError(Exception):
-    """Invalid configuration; ``str()`` names each field and the reason."""
+def _mask_url(value: str) -> str:
+    """``https://user:pw@host/x`` -> ``https://**********@host/x``."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@\s]*@", rf"\1{MASKED}@", value, flags=re.I)
+
+
+def _mask_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_tree(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(_mask_url(value)).replace("**redacted**", MASKED)
+    return value
+
+
+class _DataSource(PydanticBaseSettingsSource):
+    """Settings from the already checked YAML mapping (lowest precedence: env wins)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = {k.lower(): v for k, v in data.items()}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+#: Where the env-derived forge and pool fields come from, for error messages.
+_GITLAB_ENV = {
+    "url": "GITLAB_URL",
+    "token": "GITLAB_TOKEN",
+    "projects": "GITLAB_PROJECTS",
+    "groups": "GITLAB_GROUPS",
+    "instance": "GITLAB_INSTANCE",
+    "webhook_secret": "GITLAB_WEBHOOK_SECRET",
+    "requests_per_minute": "GITLAB_REQUESTS_PER_MINUTE",
+}
+_GITHUB_ENV = {
+    "token": "GITHUB_TOKEN",
+    "api_url": "GITHUB_API_URL",
+    "web_url": "GITHUB_API_URL",
+    "repos": "GITHUB_REPO",
+    "orgs": "GITHUB_ORG",
+    "webhook_secret": "GITHUB_WEBHOOK_SECRET",
+    "runner_group_id": "GITHUB_RUNNER_GROUP_ID",
+    "requests_per_minute": "GITHUB_REQUESTS_PER_MINUTE",
+}
+_POOL_ENV = {
+    "labels": "RUNNER_LABELS",
+    "run_untagged": "RUNNER_RUN_UNTAGGED",
+    "image": "RUNNER_IMAGE",
+    "platform": "RUNNER_PLATFORM",
+    "memory": "RUNNER_MEMORY",
+    "cpus": "RUNNER_CPUS",
+    "min_idle": "MIN_RUNNERS",
+    "max_idle": "MAX_IDLE_RUNNERS",
+    "max_runners": "MAX_RUNNERS",
+    "ephemeral": "RUNNER_EPHEMERAL",
+    "executor": "RUNNER_EXECUTOR",
+}
+_YAML_ONLY = frozenset({"forges", "pools", "docker_hosts", "ceiling"})
 
 
 def env_names() -> list[str]:
     """Every environment variable the daemon reads (for .env.example and the README)."""
-    yaml_only = {"forges", "pools", "docker_hosts", "ceiling"}
-    return [name.upper() for name in Settings.model_fields if name not in yaml_only]
+    return [name.upper() for name in Settings.model_fields if name not in _YAML_ONLY]
 
 
-def _loc(parts: tuple[int | str, ...]) -> str:
-    """``("pools", 0, "gpu")`` -> ``pools[0].gpu``; drops union discriminator tags."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in {"gitlab", "github"} and out.endswith("]"):
+def _env_problems(environ: dict[str, str]) -> list[str]:
+    """Bounds on raw env values, checked before any parsing (JSON for FORGES/POOLS...)."""
+    problems = []
+    for key, value in environ.items():
+        name = key.lower()
+        if name not in Settings.model_fields:
             continue
-        else:
-            out += f".{part}" if out else part
-    return out or "config"
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        loc = _loc(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "value_error" and ":" in message and not item["loc"]:
-            lines.append(f"invalid config: {message}")
-            continue
-        hint = ""
-        if item["loc"] and isinstance(item["loc"][0], str) and len(item["loc"]) == 1:
-            hint = f" (env {item['loc'][0].upper()})"
-        value = item.get("input")
-        shown = "" if isinstance(value, dict | list) or value is None else f", got {value!r}"
-        if (item["loc"] and "token" in str(item["loc"][-1])) or "secret" in loc:
-            shown = ""
-        lines.append(f"invalid config: {loc}{hint}: {message}{shown}")
-    return "\n".join(lines)
+        if len(value) > MAX_ENV_BYTES:
+            problems.append(f"{name} (env {key.upper()}): longer than {MAX_ENV_BYTES // 1024} KiB")
+        elif name in _YAML_ONLY and bracket_depth(value) > MAX_DEPTH:
+            problems.append(f"{name} (env {key.upper()}): nested more than {MAX_DEPTH} levels deep")
+    return problems
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build :class:`Settings` from env (+ YAML). Raises :class:`ConfigError` when invalid."""
+    """Build :class:`Settings` from env (+ YAML). Raises :class:`ConfigError` when invalid:
+    one line per problem, naming the field and its env var, never repeating a secret."""
+    problems = _env_problems(dict(os.environ))
+    if problems:
+        raise ConfigError(render(problems))
     path = config_file or (
         Path(os.environ["CONFIG_FILE"]) if os.environ.get("CONFIG_FILE") else None
     )
     cls: type[Settings] = Settings
     if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"invalid config: config_file: {path} does not exist")
-        cls = type(
-            "Settings", (Settings,), {"model_config": {**Settings.model_config, "yaml_file": path}}
-        )
+        data = read_yaml(path)
+        cls = type("Settings", (Settings,), {"yaml_data": data})
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
-    except ValueError as exc:  # YAML syntax errors and the like
-        raise ConfigError(f"invalid config: {exc}") from exc
+        raise ConfigError(render(describe(exc, env_names()))) from None
+    except RecursionError:
+        raise ConfigError(render([f"config: nested more than {MAX_DEPTH} levels deep"])) from None
+    except ValueError as exc:  # pydantic-settings: an env value that is not valid JSON
+        raise ConfigError(render([_settings_error(exc)])) from None
+
+
+def _settings_error(exc: ValueError) -> str:
+    """pydantic-settings names the field in its message ('error parsing value for field
+    "pools" from source ...'); keep that, never the value."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    if match:
+        name = match.group(1)
+        return f"{name} (env {name.upper()}): not valid JSON"
+    return "config: could not be read"

@@ -81,8 +81,18 @@ def redact(
     return event_dict
 
 
+class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler :func:`configure` installs (marked so a reconfigure replaces it)."""
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Configure structlog once for the process."""
+    """Configure logging once for the process (again to change it).
+
+    Both kinds of log line go through the same processors, :func:`redact` included:
+    structlog's own, and every stdlib ``logging`` record (PyGithub, urllib3, python-gitlab,
+    aiohttp, apscheduler), which reaches the root logger's handler and is rendered by a
+    structlog ``ProcessorFormatter``. Nothing the process logs skips redaction.
+    """
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = (
@@ -90,21 +100,46 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         if use_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if use_json:
-        processors.append(structlog.processors.dict_tracebacks)
-    else:
-        processors.append(structlog.processors.format_exc_info)
-    processors += [redact, renderer]
+    # Tracebacks without local variables: a frame's locals are where tokens live.
+    tracebacks: Any = (
+        structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        if use_json
+        else structlog.processors.format_exc_info
+    )
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        processors=[*shared, tracebacks, redact, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
+    )
+    handler = _RedactingHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                tracebacks,
+                redact,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _RedactingHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+    logging.captureWarnings(True)  # warnings.warn(...) from libraries: redacted lines too
+    # APScheduler reports every run of the reconcile job at INFO ("Running job...",
+    # "executed successfully"); the scheduler logs what matters itself.
+    logging.getLogger("apscheduler").setLevel(
+        numeric_level if numeric_level <= logging.DEBUG else max(numeric_level, logging.WARNING)
     )

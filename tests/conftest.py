@@ -1,8 +1,11 @@
 """Suite-wide fixtures: log capture with a secret scan, fake clock, settings builder.
 
-Every log line the suite's scenarios emit in-process goes to one file; at the end of the
-session the file is scanned for secrets (token shapes and the literal secrets the tests
-use). A hit fails the run: secrets must never reach a log line.
+Every log line the suite's scenarios emit in-process goes to one file, structlog's and the
+stdlib ``logging`` records of the libraries (PyGithub, urllib3, python-gitlab, aiohttp)
+alike, since :func:`orchestrator.logging.configure` routes both through the same
+processors; at the end of the session the file is scanned for secrets (token shapes and
+the literal secrets the tests use). A hit fails the run: secrets must never reach a log
+line.
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ class ContainerSpec:
     cap_add: tuple[str, ...] = ()
     user: str | None = None
     hosts: tuple[str, ...] = ()  # allowed Docker hosts; () = any that fits
+    read_only: bool = False  # read-only root filesystem; /tmp (and the credential) elsewhere
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

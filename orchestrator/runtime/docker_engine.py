@@ -140,23 +140,26 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
 
 
-def _credential_tar(credential: str) -> bytes:
+def _credential_tar(credential: str, *, in_dir: bool = False) -> bytes:
     """A tar with ``run/runner-orchestrator/`` (0777, so a non-root runner can delete the
     file after reading) and ``credential`` (0444) inside it, for ``put_archive("/")``.
 
     ``run/`` itself is left out: the engine creates a missing parent with 0755 and leaves
-    an existing ``/run`` of the image untouched.
+    an existing ``/run`` of the image untouched. ``in_dir``: just ``credential``, for
+    ``put_archive(CREDENTIAL_DIR)`` into the volume a read-only container has there.
     """
     data = credential.encode()
     buffer = io.BytesIO()
     now = time.time()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        directory = tarfile.TarInfo(CREDENTIAL_DIR.lstrip("/"))
-        directory.type = tarfile.DIRTYPE
-        directory.mode = 0o777
-        directory.mtime = int(now)
-        tar.addfile(directory)
-        entry = tarfile.TarInfo(CREDENTIAL_FILE.lstrip("/"))
+        if not in_dir:
+            directory = tarfile.TarInfo(CREDENTIAL_DIR.lstrip("/"))
+            directory.type = tarfile.DIRTYPE
+            directory.mode = 0o777
+            directory.mtime = int(now)
+            tar.addfile(directory)
+        name = "credential" if in_dir else CREDENTIAL_FILE.lstrip("/")
+        entry = tarfile.TarInfo(name)
         entry.size = len(data)
         entry.mode = 0o444
         entry.mtime = int(now)
@@ -523,6 +526,10 @@ class DockerRuntime:
         volumes = list(spec.volumes)
         if spec.docker_socket:
             volumes.append(f"{DOCKER_SOCKET}:{DOCKER_SOCKET}")
+        if spec.read_only and spec.credential_delivery == "file":
+            # a read-only rootfs takes no archive: the credential goes into an anonymous
+            # volume there (removed with the container, remove(v=True))
+            volumes.append(CREDENTIAL_DIR)
         kwargs: dict[str, Any] = {
             "image": spec.image,
             "command": list(spec.command) or None,
@@ -550,6 +557,9 @@ class DockerRuntime:
             kwargs["nano_cpus"] = int(spec.cpus * 1_000_000_000)
         if spec.user:
             kwargs["user"] = spec.user
+        if spec.read_only:
+            kwargs["read_only"] = True
+            kwargs["tmpfs"] = {"/tmp": "rw,nosuid,nodev"}  # noqa: S108 - inside the container
         network = spec.network or self.network_name
         if network in {"host", "none"}:
             kwargs["network_mode"] = network
@@ -577,7 +587,12 @@ class DockerRuntime:
         container = client.containers.create(**self._create_kwargs(spec, host))
         if spec.credential_delivery == "file":
             try:
-                if not container.put_archive("/", _credential_tar(spec.credential)):
+                target, archive = (
+                    (CREDENTIAL_DIR, _credential_tar(spec.credential, in_dir=True))
+                    if spec.read_only
+                    else ("/", _credential_tar(spec.credential))
+                )
+                if not container.put_archive(target, archive):
                     raise ContainerStartError("engine refused the credential archive")
             except BaseException:
                 with contextlib.suppress(Exception):

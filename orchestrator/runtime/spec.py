@@ -84,5 +84,6 @@ def container_spec(
         docker_socket=pool.docker_socket,
         cap_add=tuple(pool.cap_add),
         user=pool.user,
+        read_only=pool.read_only,
         hosts=tuple(pool.hosts),
     )

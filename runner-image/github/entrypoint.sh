@@ -5,8 +5,12 @@
 # 1. If RUNNER_CREDENTIAL_FILE names a readable file, export its content under the name in
 #    RUNNER_CREDENTIAL_ENV and delete the file, so the secret lives only in this process
 #    tree and never in `docker inspect`.
-# 2. If ACTIONS_RUNNER_INPUT_JITCONFIG is set and the command is run.sh without
-#    --jitconfig, pass it as --jitconfig (inside the container only).
+# 2. Leave ACTIONS_RUNNER_INPUT_JITCONFIG (and ACTIONS_RUNNER_INPUT_TOKEN) in the
+#    environment: the runner reads every ACTIONS_RUNNER_INPUT_<ARG> as its --<arg>, adds
+#    the value to its secret masker and removes the variable from its own environment
+#    before any job starts (actions/runner, src/Runner.Listener/CommandSettings.cs). The
+#    JIT config is never put on a command line, where every process on the host could
+#    read it (ps, /proc/<pid>/cmdline).
 # 3. Run the command as a child, forward SIGTERM/SIGINT to it, exit with its exit code.
 #
 # POSIX sh on purpose: the same file runs under busybox ash in the test image.
@@ -29,22 +33,6 @@ unset RUNNER_CREDENTIAL_FILE
 if [ $# -eq 0 ]; then
     set -- /home/runner/run.sh
 fi
-
-case ${1##*/} in
-    run.sh)
-        if [ -n "${ACTIONS_RUNNER_INPUT_JITCONFIG:-}" ]; then
-            has_jit=0
-            for arg in "$@"; do
-                [ "$arg" = "--jitconfig" ] && has_jit=1
-            done
-            if [ "$has_jit" = 0 ]; then
-                set -- "$@" --jitconfig "$ACTIONS_RUNNER_INPUT_JITCONFIG"
-            fi
-            # the runner now has it as an argument; jobs do not inherit it from the env
-            unset ACTIONS_RUNNER_INPUT_JITCONFIG
-        fi
-        ;;
-esac
 
 # Background child + wait, so the trap runs while the child works. A non-interactive
 # shell starts background commands with SIGINT ignored, hence SIGTERM for both signals.

@@ -69,7 +69,7 @@ def test_check_config_prints_effective_config_with_secrets_masked() -> None:
         ({"GITLAB_TOKEN": "glpat-testtoken0123456789"}, "gitlab_url"),
         ({"GITHUB_TOKEN": "ghp_testtoken0123456789abcdef"}, "github_repo"),
         ({"GITLAB_URL": "http://g", "GITLAB_TOKEN": "x", "POLL_INTERVAL": "0"}, "poll_interval"),
-        ({"GITLAB_URL": "ftp://g", "GITLAB_TOKEN": "x"}, "url"),
+        ({"GITLAB_URL": "ftp://g", "GITLAB_TOKEN": "x"}, "GITLAB_URL"),
         (
             {"GITLAB_URL": "http://g", "GITLAB_TOKEN": "x", "MANAGEMENT_ENABLED": "1"},
             "management_token",
@@ -78,7 +78,7 @@ def test_check_config_prints_effective_config_with_secrets_masked() -> None:
             {"GITLAB_URL": "http://g", "GITLAB_TOKEN": "x", "SHUTDOWN_MODE": "explode"},
             "shutdown_mode",
         ),
-        ({"GITHUB_REPO": "not-a-repo", "GITHUB_TOKEN": "x"}, "repos"),
+        ({"GITHUB_REPO": "not-a-repo", "GITHUB_TOKEN": "x"}, "GITHUB_REPO"),
     ],
 )
 def test_invalid_env_names_the_field(

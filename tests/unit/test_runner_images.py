@@ -5,6 +5,7 @@ checking the duties in docs/runner-contract.md."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -216,31 +217,58 @@ def test_sigterm_is_forwarded_and_exit_code_kept(
     assert "got TERM" in _record(stubs)["_lines"]
 
 
+def _argv_of_every_process() -> list[str]:
+    """The command line of every process on this machine, as ``ps`` would show it."""
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # the process ended meanwhile
+            continue
+    return lines
+
+
 @pytest.mark.parametrize("shell", [*SHELLS, pytest.param(["bash"], id="bash-native")])
-def test_github_jitconfig_from_file_becomes_argument(
+def test_github_jitconfig_reaches_the_runner_by_env_never_by_argv(
     shell: list[str], stubs: Path, tmp_path: Path
 ) -> None:
+    """The runner reads ACTIONS_RUNNER_INPUT_JITCONFIG itself (and removes it from its
+    environment); a `run.sh --jitconfig <secret>` would show the secret to every user of
+    the host in `ps`. While the runner runs, no process's argv holds the JIT config."""
     _needs(shell)
+    jit = "eyJqaXQiOiAi" + secrets.token_hex(12)  # unique: a hit cannot be another process
     cred = tmp_path / "credential"
-    cred.write_text("eyJqaXQiOiAxfQ==")
+    cred.write_text(jit)
     env = _env(
         stubs,
+        STUB_MODE="wait",
         RUNNER_CREDENTIAL_FILE=str(cred),
         RUNNER_CREDENTIAL_ENV="ACTIONS_RUNNER_INPUT_JITCONFIG",
     )
-    result = subprocess.run(
+    process = subprocess.Popen(
         [*shell, str(GITHUB_ENTRYPOINT), str(stubs / "run.sh")],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=20,
-        check=False,
     )
-    assert result.returncode == 0, result.stderr
+    try:
+        ready = stubs.parent / "out.ready"
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "stub never became ready"
+            time.sleep(0.02)
+        leaking = [line for line in _argv_of_every_process() if jit in line]
+    finally:
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=10)
+    assert leaking == [], "the JIT config is on a command line"
     got = _record(stubs)
-    assert got["args"] == "--jitconfig eyJqaXQiOiAxfQ=="
-    assert got["jit_env"] == ""  # moved to the argument, not inherited by jobs
+    assert got["jit_env"] == jit  # delivered by the environment
+    assert got["args"] == ""
     assert not cred.exists()
+    assert jit not in stdout + stderr
 
 
 def test_github_explicit_jitconfig_is_kept(stubs: Path) -> None:
