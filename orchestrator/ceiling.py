@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from orchestrator.runtime import CREDENTIAL_DIR
+from orchestrator.models import CREDENTIAL_DIR
 
 if TYPE_CHECKING:
     from orchestrator.config import Ceiling, PoolConfig

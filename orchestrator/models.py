@@ -20,6 +20,10 @@ from enum import StrEnum
 
 from providers.base import ForgeKind as ForgeKind  # noqa: PLC0414 - re-export, defined once
 
+#: Where a runner container finds its credential file (file delivery; docs/runner-contract.md).
+CREDENTIAL_DIR = "/run/runner-orchestrator"
+CREDENTIAL_FILE = f"{CREDENTIAL_DIR}/credential"
+
 
 class RunnerState(StrEnum):
     """Where a runner is in its life. Every change is journalled before it happens."""

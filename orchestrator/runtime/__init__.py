@@ -15,6 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
+# Where the credential file lands inside a container (file delivery): part of the runner
+# contract, defined in models so config checks (orchestrator.ceiling) can name it too.
+from orchestrator.models import CREDENTIAL_DIR as CREDENTIAL_DIR
+from orchestrator.models import CREDENTIAL_FILE as CREDENTIAL_FILE
+
 LABEL_PREFIX = "io.runner-orchestrator"
 LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
 LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
@@ -22,10 +27,6 @@ LABEL_POOL = f"{LABEL_PREFIX}.pool"
 LABEL_FORGE = f"{LABEL_PREFIX}.forge"
 LABEL_FORGE_RUNNER_ID = f"{LABEL_PREFIX}.forge-runner-id"
 LABEL_RUNNER_ID = f"{LABEL_PREFIX}.runner-id"
-
-#: Where the credential file lands inside the container (file delivery).
-CREDENTIAL_DIR = "/run/runner-orchestrator"
-CREDENTIAL_FILE = f"{CREDENTIAL_DIR}/credential"
 
 
 def labels_for(
