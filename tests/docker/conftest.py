@@ -84,11 +84,18 @@ def docker_client() -> Iterator[Any]:
 def _leftovers(client: Any) -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
     flt = {"label": [f"{LABEL_MANAGED}"]}
-    for kind, objects in (
-        ("container", client.containers.list(all=True, filters=flt)),
-        ("network", client.networks.list(filters=flt)),
-        ("volume", client.volumes.list(filters=flt)),
-    ):
+    # Another session on this engine may remove its own objects between our list and the
+    # SDK's per-object inspect: ignore_removed and a NotFound guard keep that from looking
+    # like our failure.
+    try:
+        listed = (
+            ("container", client.containers.list(all=True, filters=flt, ignore_removed=True)),
+            ("network", client.networks.list(filters=flt)),
+            ("volume", client.volumes.list(filters=flt)),
+        )
+    except docker.errors.NotFound:
+        return _leftovers(client)
+    for kind, objects in listed:
         for obj in objects:
             labels = obj.attrs.get("Labels") or (obj.attrs.get("Config") or {}).get("Labels") or {}
             if str(labels.get(LABEL_INSTANCE, "")).startswith(SESSION_PREFIX):
