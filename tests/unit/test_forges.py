@@ -184,7 +184,7 @@ async def test_ready_is_503_while_a_forge_view_is_stale(
 
     world = FakeWorld()
     forge = HangingForge(world, name="gitlab", kind="gitlab")
-    settings = make_settings(poll_interval=0.1, forge_call_timeout=30)
+    settings = make_settings(poll_interval=1.0, forge_call_timeout=30)
 
     def providers(s: Settings, instance: str, observer: object) -> dict[str, FakeForge]:
         return {"gitlab": forge}
@@ -194,7 +194,7 @@ async def test_ready_is_503_while_a_forge_view_is_stale(
     try:
         async with aiohttp.ClientSession() as session:
             url = f"http://127.0.0.1:{daemon.port}/ready"
-            for _ in range(200):
+            for _ in range(400):  # stale after 3 intervals of 1 s (the config floor)
                 async with session.get(url) as response:
                     body = await response.json()
                 if any("stale" in r for r in body["reasons"]):
