@@ -202,6 +202,17 @@ class PoolConfig(_Model):
     user: str | None = None
     hosts: list[str] = []
     """Docker host names this pool may use; empty = any that fits."""
+    constraints: list[str] = []
+    """Swarm placement constraints added to this pool's services (``node.labels.ssd==true``);
+    only for pools placed on ``mode: swarm`` endpoints."""
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]+\s*(==|!=)\s*\S+", item):
+                raise ValueError(f"{item!r} is not a constraint like node.labels.ssd==true")
+        return value
 
     @field_validator("gpu")
     @classmethod
@@ -231,6 +242,16 @@ class DockerHostConfig(_Model):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_verify: bool = True
+    mode: Literal["container", "swarm"] = "container"
+    """``container``: the daemon places plain containers here; ``swarm``: the endpoint is a
+    Swarm manager and the engine places one service per runner on its nodes (arch and GPUs
+    then come from the nodes, not from ``arch``/``gpus``)."""
+
+    @model_validator(mode="after")
+    def _swarm_fields(self) -> DockerHostConfig:
+        if self.mode == "swarm" and self.gpus:
+            raise ValueError("gpus: not used with mode swarm (nodes advertise GPUs themselves)")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -417,6 +438,7 @@ class Settings(BaseSettings):
             for host in pool.hosts:
                 if host not in host_names:
                     raise ValueError(f"pools[{index}].hosts: unknown docker host {host!r}")
+            self._check_swarm(pool, index)
         object.__setattr__(self, "forges", forges)
         object.__setattr__(self, "pools", pools)
         if self.management_enabled and not (
@@ -522,6 +544,25 @@ class Settings(BaseSettings):
         gpus = 0 if pool.gpu == "none" else (math.inf if pool.gpu == "all" else pool.gpu)
         if ceiling.max_gpus is not None and gpus > ceiling.max_gpus:
             raise ValueError(f"{where}.gpu: exceeds ceiling.max_gpus")
+
+    def _check_swarm(self, pool: PoolConfig, index: int) -> None:
+        """Refuse what a pool that may land on a Swarm endpoint asks and Swarm cannot do."""
+        where = f"pools[{index}]"
+        swarm = {h.name for h in self.docker_hosts if h.mode == "swarm"}
+        on_swarm = bool(swarm & set(pool.hosts)) if pool.hosts else bool(swarm)
+        if not on_swarm:
+            if pool.constraints:
+                raise ValueError(f"{where}.constraints: only for pools on mode: swarm hosts")
+            return
+        if pool.privileged:
+            raise ValueError(f"{where}.privileged: Swarm services cannot run privileged")
+        if pool.gpu == "all":
+            raise ValueError(
+                f"{where}.gpu: 'all' cannot be expressed on Swarm (it reserves a count of "
+                "the nodes' generic resources); give a count"
+            )
+        if pool.network == "none":
+            raise ValueError(f"{where}.network: Swarm has no 'none' network for services")
 
     # --- views used by the rest of the daemon ----------------------------------------------
 

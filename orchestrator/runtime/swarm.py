@@ -1,0 +1,787 @@
+"""The Swarm runtime: one Swarm service per runner, placed by the engine.
+
+:class:`SwarmRuntime` implements :class:`~orchestrator.runtime.ContainerRuntime` over
+Docker endpoints configured with ``mode: swarm`` (each a Swarm *manager*). What a runner's
+service looks like, and why, is in :mod:`orchestrator.runtime.swarm_spec`; this module
+does the I/O:
+
+* ``create`` makes the credential secret and the service. The engine schedules the task
+  at once (a service has no "created, not started" state), so ``start_container`` waits,
+  clamped to ``start_wait_s``, for the task to run, and turns what the engine said into
+  errors: a task ``pending`` with "no suitable node (...)" or ``rejected`` (image missing
+  on the node...) raises :class:`ContainerStartError` with the engine's words, which the
+  reconciler shows as the pool's ``pool_unavailable`` reason and backs off on.
+* ``stop`` scales the service to zero replicas: the engine sends SIGTERM and, after the
+  service's grace period, SIGKILL; logs and exit code stay readable until ``remove``
+  removes the service and its secret.
+* ``list`` reads our services (label filter: managed + this instance) and their tasks,
+  refreshes the node view used by ``placeable`` and ``hosts``, and sweeps secrets of ours
+  that no service uses any more (a crash between secret and service).
+* Engine events (container die/oom/destroy of our task containers on the manager's own
+  node, removal of our services) nudge the reconciler; task state changes on other nodes
+  are not events in the Docker API, so the periodic reconcile catches those.
+
+Labels are the only ownership record, as for containers: services, their task
+containers (``ContainerSpec.Labels``), secrets, the overlay network and named volumes all
+carry :func:`~orchestrator.runtime.labels_for`. A daemon started with an empty journal
+therefore sees every runner service as an orphan and removes it (forge registration
+first), which is what lets the daemon itself run as a Swarm service that may move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import dataclasses
+import functools
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import docker
+import docker.errors
+import docker.tls
+import requests.exceptions
+
+from orchestrator.config import DockerHostConfig
+from orchestrator.runtime import (
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_RUNNER_ID,
+    ContainerEvent,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStartError,
+    EventCallback,
+    GpuRequest,
+    HostStatus,
+    HostUnavailable,
+    Listing,
+    NoCapacity,
+    NodeStatus,
+    RuntimeFailure,
+    labels_for,
+)
+from orchestrator.runtime.swarm_spec import (
+    TERMINAL_STATES,
+    latest_task,
+    node_status,
+    nodes_reason,
+    parse_time,
+    runner_labels,
+    service_info,
+    service_spec,
+)
+
+T = TypeVar("T")
+
+HOST_RETRY_S = 2.0
+EVENTS_BACKOFF_S = (0.5, 30.0)
+API_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 10
+#: How long ``start_container`` waits for the engine to run the task (then it returns the
+#: task as it is; a task still being placed or pulled counts as live).
+START_WAIT_S = 30.0
+#: A secret of ours that no service uses is removed once it is this old (younger ones may
+#: belong to a ``create`` in flight).
+SECRET_GRACE_S = 120.0
+#: How long ``release_unused`` retries removing the overlay network while the last tasks'
+#: containers are still being torn down.
+NETWORK_RELEASE_S = 20.0
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    ConnectionError,
+    TimeoutError,
+)
+#: Swarm scheduler messages that mean "no node can take this task now".
+_UNPLACEABLE = ("no suitable node",)
+
+
+def default_network_name(instance_id: str) -> str:
+    """The instance's overlay network (distinct from the container runtime's bridge, so one
+    engine can serve both modes)."""
+    return f"runner-orchestrator-{instance_id}-swarm"
+
+
+def describe(exc: BaseException) -> str:
+    """One line for logs and /status: the engine's explanation when it gave one."""
+    if isinstance(exc, docker.errors.APIError):
+        explanation = exc.explanation
+        if isinstance(explanation, bytes):
+            explanation = explanation.decode("utf-8", errors="replace")
+        return f"{exc.status_code}: {explanation or exc}"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+class NotSwarmManager(RuntimeFailure):
+    """The endpoint answers but is not a manager of an active swarm."""
+
+
+@dataclasses.dataclass
+class _Endpoint:
+    config: DockerHostConfig
+    client: Any = None
+    ok: bool = False
+    error: str = "not connected yet"
+    last_attempt: float = float("-inf")
+    api_version: str = ""
+    services: set[str] = dataclasses.field(default_factory=set)
+    nodes: tuple[NodeStatus, ...] = ()
+    network_ready: bool = False
+    watcher: threading.Thread | None = None
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    stream: Any = None
+    watching: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def _connect(config: DockerHostConfig) -> Any:
+    """Client for one endpoint, checked to be a swarm manager (blocking)."""
+    tls: Any = False
+    if config.tls_ca or config.tls_cert or config.tls_key:
+        cert = (
+            (str(config.tls_cert), str(config.tls_key))
+            if config.tls_cert and config.tls_key
+            else None
+        )
+        tls = docker.tls.TLSConfig(
+            client_cert=cert,
+            ca_cert=str(config.tls_ca) if config.tls_ca else None,
+            verify=config.tls_verify,
+        )
+    client = docker.DockerClient(
+        base_url=config.url,
+        tls=tls,
+        timeout=CONNECT_TIMEOUT_S,
+        use_ssh_client=config.url.startswith("ssh://"),
+    )
+    try:
+        _check_manager(client)
+    except BaseException:
+        client.close()
+        raise
+    client.api.timeout = API_TIMEOUT_S
+    return client
+
+
+def _check_manager(client: Any) -> None:
+    swarm = client.api.info().get("Swarm") or {}
+    state = swarm.get("LocalNodeState", "inactive")
+    if state != "active" or not swarm.get("ControlAvailable"):
+        raise NotSwarmManager(
+            f"engine is not a swarm manager (swarm {state}; run `docker swarm init` "
+            "or point the endpoint at a manager)"
+        )
+
+
+class SwarmRuntime:
+    """:class:`~orchestrator.runtime.ContainerRuntime` over Swarm manager endpoints.
+
+    ``pool_constraints`` maps a pool name to the operator's extra placement constraints
+    (the pool option ``constraints``), appended to the platform's own.
+    """
+
+    def __init__(
+        self,
+        instance_id: str,
+        hosts: Sequence[DockerHostConfig],
+        *,
+        network_name: str = "",
+        pool_constraints: Mapping[str, Sequence[str]] | None = None,
+        max_concurrency: int = 4,
+        start_wait_s: float = START_WAIT_S,
+    ) -> None:
+        if not hosts:
+            raise ValueError("SwarmRuntime needs at least one swarm endpoint")
+        names = [h.name for h in hosts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate docker host names {names}")
+        self.instance_id = instance_id
+        self.network_name = network_name or default_network_name(instance_id)
+        self._endpoints = {h.name: _Endpoint(h) for h in hosts}
+        self._constraints = {k: tuple(v) for k, v in (pool_constraints or {}).items()}
+        self._max_concurrency = max(1, max_concurrency)
+        self._start_wait_s = max(0.0, start_wait_s)
+        self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_event: EventCallback | None = None
+        self._label_filter = [f"{LABEL_MANAGED}=true", f"{LABEL_INSTANCE}={instance_id}"]
+        self._closed = False
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        async with self._semaphore:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _endpoint(self, name: str) -> _Endpoint:
+        try:
+            return self._endpoints[name]
+        except KeyError:
+            raise HostUnavailable(name, "not a configured swarm endpoint") from None
+
+    def _connect_sync(self, ep: _Endpoint) -> None:
+        if ep.client is None:
+            ep.client = _connect(ep.config)
+        else:
+            _check_manager(ep.client)
+        ep.api_version = str(ep.client.api.api_version)
+        ep.nodes = tuple(node_status(n) for n in ep.client.api.nodes())
+
+    async def _connected(self, ep: _Endpoint, *, force: bool = False) -> bool:
+        if ep.client is not None and ep.ok:
+            return True
+        now = time.monotonic()
+        if not force and now - ep.last_attempt < HOST_RETRY_S:
+            return False
+        ep.last_attempt = now
+        try:
+            await self._run(self._connect_sync, ep)
+        except (docker.errors.DockerException, NotSwarmManager, *_CONNECTION_ERRORS) as exc:
+            ep.ok, ep.error = (
+                False,
+                describe(exc) if not isinstance(exc, RuntimeFailure) else str(exc),
+            )
+            return False
+        ep.ok, ep.error = True, ""
+        self._start_watcher(ep)
+        return True
+
+    async def _require(self, name: str) -> _Endpoint:
+        ep = self._endpoint(name)
+        if not await self._connected(ep):
+            raise HostUnavailable(name, ep.error)
+        return ep
+
+    def _translate(self, ep: _Endpoint, exc: BaseException, op: str, what: str) -> RuntimeFailure:
+        """Only the SDK's and the transport's errors are translated; anything else is a bug
+        and propagates as itself."""
+        if isinstance(exc, _CONNECTION_ERRORS) or (
+            isinstance(exc, docker.errors.DockerException)
+            and not isinstance(exc, docker.errors.APIError)
+            and "connection" in str(exc).lower()
+        ):
+            ep.ok, ep.error = False, describe(exc)
+            return HostUnavailable(ep.name, f"{op} {what}: {describe(exc)}")
+        message = f"{op} {what} on {ep.name} failed: {describe(exc)}"
+        if op in {"create", "start"}:
+            return ContainerStartError(message, host=ep.name, container_id="")
+        return RuntimeFailure(message)
+
+    async def _call(self, ep: _Endpoint, op: str, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return await self._run(fn)
+        except RuntimeFailure:
+            raise
+        except (docker.errors.DockerException, *_CONNECTION_ERRORS) as exc:
+            raise self._translate(ep, exc, op, what) from exc
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, on_event: EventCallback) -> None:
+        """Connect every endpoint (a failing one is marked down and retried later) and
+        start watching events."""
+        self._loop = asyncio.get_running_loop()
+        self._on_event = on_event
+        self._closed = False
+        await asyncio.gather(*(self._connected(e, force=True) for e in self._endpoints.values()))
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(e.watching.wait, 5.0)
+                for e in self._endpoints.values()
+                if e.watcher is not None
+            )
+        )
+
+    async def aclose(self) -> None:
+        """Stop watching and close clients; services keep running (adoption)."""
+        self._closed = True
+        for ep in self._endpoints.values():
+            ep.stop.set()
+            if ep.stream is not None:
+                with contextlib.suppress(Exception):
+                    ep.stream.close()
+        for ep in self._endpoints.values():
+            if ep.watcher is not None:
+                await asyncio.to_thread(ep.watcher.join, 5.0)
+                ep.watcher = None
+            if ep.client is not None:
+                with contextlib.suppress(Exception):
+                    ep.client.close()
+                ep.client = None
+            ep.ok, ep.error, ep.network_ready = False, "closed", False
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _start_watcher(self, ep: _Endpoint) -> None:
+        if self._on_event is None or self._loop is None or self._closed:
+            return
+        if ep.watcher is not None and ep.watcher.is_alive():
+            return
+        ep.stop, ep.watching = threading.Event(), threading.Event()
+        ep.watcher = threading.Thread(
+            target=self._watch,
+            args=(ep, ep.client, ep.stop, self._loop, self._on_event),
+            name=f"swarm-events-{ep.name}",
+            daemon=True,
+        )
+        ep.watcher.start()
+
+    def _watch(
+        self,
+        ep: _Endpoint,
+        client: Any,
+        stop: threading.Event,
+        loop: asyncio.AbstractEventLoop,
+        on_event: EventCallback,
+    ) -> None:
+        """Thread: read container and service events until ``stop``; reopen with backoff."""
+        since = int(time.time())
+        backoff = EVENTS_BACKOFF_S[0]
+        filters = {"type": ["container", "service"]}
+        while not stop.is_set():
+            try:
+                stream = client.events(decode=True, filters=filters, since=since)
+                ep.stream = stream
+                ep.watching.set()
+                if stop.is_set():
+                    stream.close()
+                    return
+                for raw in stream:
+                    backoff = EVENTS_BACKOFF_S[0]
+                    since = max(since, int(raw.get("time", since)))
+                    event = self.to_event(ep.name, raw, frozenset(ep.services))
+                    if event is not None:
+                        try:
+                            loop.call_soon_threadsafe(on_event, event)
+                        except RuntimeError:
+                            return
+            except Exception:  # noqa: BLE001 - a broken stream of any kind: reopen after backoff
+                ep.watching.set()
+            if stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, EVENTS_BACKOFF_S[1])
+
+    def to_event(
+        self, host: str, raw: Mapping[str, Any], services: frozenset[str]
+    ) -> ContainerEvent | None:
+        """Our task containers' start/die/oom/destroy and our services' removal, keyed by
+        service id (the runner's ``container_id``); everything else is noise."""
+        kind = raw.get("Type")
+        action = str(raw.get("Action") or "")
+        actor = raw.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        if kind == "container":
+            if attributes.get(LABEL_INSTANCE) != self.instance_id:
+                return None
+            if action not in {"start", "die", "oom", "destroy"}:
+                return None
+            exit_code: int | None = None
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                exit_code = int(attributes["exitCode"])
+            return ContainerEvent(
+                host=host,
+                container_id=str(attributes.get("com.docker.swarm.service.id", "")),
+                action=action,
+                runner_id=str(attributes.get(LABEL_RUNNER_ID, "")),
+                exit_code=exit_code,
+            )
+        if kind == "service" and action == "remove" and actor.get("ID") in services:
+            return ContainerEvent(host=host, container_id=str(actor["ID"]), action="destroy")
+        return None
+
+    # --- placement --------------------------------------------------------------------------
+
+    def hosts(self) -> Sequence[HostStatus]:
+        """In-memory view (no I/O): per endpoint, its nodes as last listed."""
+        out = []
+        for ep in self._endpoints.values():
+            ready = [n for n in ep.nodes if n.state == "ready" and n.availability == "active"]
+            out.append(
+                HostStatus(
+                    name=ep.name,
+                    url=ep.config.url,
+                    ok=ep.ok,
+                    arch=",".join(sorted({n.arch for n in ready})),
+                    gpus=sum(n.gpus for n in ready),
+                    max_containers=ep.config.max_containers,
+                    containers=len(ep.services),
+                    error=ep.error,
+                    mode="swarm",
+                    nodes=ep.nodes,
+                )
+            )
+        return out
+
+    def _reason(self, ep: _Endpoint, platform: str, gpus: GpuRequest) -> str:
+        if not ep.ok:
+            return f"{ep.name}: {ep.error or 'down'}"
+        if len(ep.services) >= ep.config.max_containers:
+            return f"{ep.name}: full ({len(ep.services)}/{ep.config.max_containers})"
+        reason = nodes_reason(ep.nodes, platform, gpus)
+        return f"{ep.name}: {reason}" if reason else ""
+
+    def placeable(self, platform: str, gpus: GpuRequest, hosts: tuple[str, ...] = ()) -> str:
+        """'' when some swarm endpoint has a ready node of that arch with enough GPUs.
+
+        The pool's own constraints and free resources are left to the engine: when no
+        node satisfies them, ``start_container`` raises with the engine's reason.
+        """
+        candidates = [e for e in self._endpoints.values() if not hosts or e.name in hosts]
+        if not candidates:
+            return f"no swarm endpoint among allowed {list(hosts)}"
+        try:
+            reasons = [self._reason(e, platform, gpus) for e in candidates]
+        except NoCapacity as exc:
+            return str(exc)
+        if any(not r for r in reasons):
+            return ""
+        return "; ".join(reasons)
+
+    async def _place(self, spec: ContainerSpec) -> _Endpoint:
+        await asyncio.gather(*(self._connected(e) for e in self._endpoints.values() if not e.ok))
+        candidates = [e for e in self._endpoints.values() if not spec.hosts or e.name in spec.hosts]
+        fitting = [e for e in candidates if not self._reason(e, spec.platform, spec.gpus)]
+        if not fitting:
+            raise NoCapacity(self.placeable(spec.platform, spec.gpus, spec.hosts))
+        return min(fitting, key=lambda e: len(e.services) / max(1, e.config.max_containers))
+
+    # --- runners ------------------------------------------------------------------------------
+
+    def _ensure_network_sync(self, client: Any) -> None:
+        """The instance's overlay network, labelled, if missing (an existing one of that name
+        is used as is). Swarm overlays have no ICC switch: runners on it can reach each
+        other, which docs/deployment.md states."""
+        if any(
+            n["Name"] == self.network_name for n in client.api.networks(names=[self.network_name])
+        ):
+            return
+        try:
+            client.api.create_network(
+                self.network_name,
+                driver="overlay",
+                scope="swarm",
+                labels=labels_for(self.instance_id),
+                attachable=False,
+                check_duplicate=True,
+            )
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+
+    def _create_sync(self, ep: _Endpoint, spec: ContainerSpec) -> dict[str, Any]:
+        client = ep.client
+        network = spec.network or self.network_name
+        if spec.network is None and not ep.network_ready:
+            self._ensure_network_sync(client)
+            ep.network_ready = True
+        secret: tuple[str, str] | None = None
+        if spec.credential_delivery == "file":
+            name = f"{spec.name}-credential-{secrets.token_hex(3)}"
+            created = client.api.create_secret(
+                name,
+                spec.credential.encode(),
+                labels=runner_labels(self.instance_id, spec, ep.name),
+            )
+            secret = (str(created["ID"]), name)
+        body = service_spec(
+            spec,
+            instance_id=self.instance_id,
+            host=ep.name,
+            network=network,
+            secret=secret,
+            extra_constraints=self._constraints.get(spec.pool, ()),
+            no_new_privileges=_version_at_least(ep.api_version, "1.44"),
+        )
+        try:
+            created_service = client.api.create_service(
+                task_template=body["TaskTemplate"],
+                name=body["Name"],
+                labels=body["Labels"],
+                mode=body["Mode"],
+            )
+        except BaseException:
+            if secret is not None:
+                with contextlib.suppress(docker.errors.DockerException):
+                    client.api.remove_secret(secret[0])
+            raise
+        return cast(dict[str, Any], client.api.inspect_service(created_service["ID"]))
+
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Place (endpoint only: nodes are the engine's choice), create the credential secret
+        and the service. Raises NoCapacity, HostUnavailable or ContainerStartError."""
+        if spec.instance_id and spec.instance_id != self.instance_id:
+            raise ContainerStartError(
+                f"spec is for instance {spec.instance_id!r}, this runtime is {self.instance_id!r}"
+            )
+        ep = await self._place(spec)
+        attrs = await self._call(ep, "create", spec.name, lambda: self._create_sync(ep, spec))
+        info = service_info(ep.name, attrs, None)
+        ep.services.add(info.id)
+        return info
+
+    def _state_sync(self, client: Any, service_id: str) -> tuple[dict[str, Any], Any] | None:
+        """Service and its newest task; None when the service is gone."""
+        try:
+            service = client.api.inspect_service(service_id)
+            tasks = client.api.tasks(filters={"service": service_id})
+        except docker.errors.NotFound:
+            return None
+        return cast(dict[str, Any], service), latest_task(tasks)
+
+    async def start_container(self, info: ContainerInfo) -> ContainerInfo:
+        """Wait (clamped) until the engine runs the task; raise with its reason when no
+        node can take it or the node rejected it."""
+        ep = await self._require(info.host)
+        deadline = time.monotonic() + self._start_wait_s
+        delay = 0.1
+        current = info
+        while True:
+            state = await self._call(
+                ep, "start", info.name, lambda: self._state_sync(ep.client, info.id)
+            )
+            if state is None:
+                raise ContainerStartError(
+                    f"service {info.name} vanished before its task ran",
+                    host=ep.name,
+                    container_id=info.id,
+                )
+            current = service_info(ep.name, state[0], state[1])
+            if current.status == "pending" and any(m in current.error for m in _UNPLACEABLE):
+                raise ContainerStartError(
+                    f"swarm {ep.name} cannot place {info.name}: {current.error}",
+                    host=ep.name,
+                    container_id=info.id,
+                )
+            if current.status == "rejected":
+                raise ContainerStartError(
+                    f"swarm {ep.name} rejected {info.name}: {current.error}",
+                    host=ep.name,
+                    container_id=info.id,
+                )
+            if current.status == "running" or current.status in TERMINAL_STATES:
+                return current
+            if time.monotonic() >= deadline:
+                return current
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+    def _ours_sync(self, client: Any, service_id: str) -> dict[str, Any] | None:
+        """The service if ours; None if gone; RuntimeFailure if another instance's."""
+        try:
+            attrs = cast(dict[str, Any], client.api.inspect_service(service_id))
+        except docker.errors.NotFound:
+            return None
+        labels = (attrs.get("Spec") or {}).get("Labels") or {}
+        if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_INSTANCE) != self.instance_id:
+            raise RuntimeFailure(
+                f"service {service_id[:12]} is not managed by instance {self.instance_id}"
+            )
+        return attrs
+
+    async def stop(self, host: str, container_id: str, timeout_s: float = 10.0) -> None:
+        """Scale the service to zero: SIGTERM, SIGKILL after the service's grace period
+        (fixed at create to the reconciler's 10 s). Waits, clamped, for the task to end."""
+        ep = await self._require(host)
+
+        def _stop() -> None:
+            attrs = self._ours_sync(ep.client, container_id)
+            if attrs is None:
+                return
+            replicas = ((attrs["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas")
+            if replicas != 0:
+                try:
+                    ep.client.api.update_service(
+                        container_id,
+                        attrs["Version"]["Index"],
+                        mode={"Replicated": {"Replicas": 0}},
+                        fetch_current_spec=True,
+                    )
+                except docker.errors.NotFound:  # removed between inspect and update
+                    return
+            deadline = time.monotonic() + max(1.0, timeout_s) + 5.0
+            while time.monotonic() < deadline:
+                task = latest_task(ep.client.api.tasks(filters={"service": container_id}))
+                if task is None or (task.get("Status") or {}).get("State") in TERMINAL_STATES:
+                    return
+                time.sleep(0.2)
+
+        await self._call(ep, "stop", container_id, _stop)
+
+    async def remove(self, host: str, container_id: str) -> None:
+        """Remove the service (the engine removes its task container) and its secret.
+        Gone already is success."""
+        ep = await self._require(host)
+
+        def _remove() -> None:
+            attrs = self._ours_sync(ep.client, container_id)
+            if attrs is None:
+                return
+            runner_id = ((attrs.get("Spec") or {}).get("Labels") or {}).get(LABEL_RUNNER_ID, "")
+            with contextlib.suppress(docker.errors.NotFound):
+                ep.client.api.remove_service(container_id)
+            if runner_id:
+                for secret in ep.client.api.secrets(
+                    filters={"label": [*self._label_filter, f"{LABEL_RUNNER_ID}={runner_id}"]}
+                ):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        ep.client.api.remove_secret(secret["ID"])
+
+        await self._call(ep, "remove", container_id, _remove)
+        ep.services.discard(container_id)
+
+    def _list_sync(self, ep: _Endpoint) -> builtins.list[ContainerInfo]:
+        client = ep.client
+        ep.nodes = tuple(node_status(n) for n in client.api.nodes())
+        services = client.api.services(filters={"label": self._label_filter})
+        ids = [s["ID"] for s in services]
+        by_service: dict[str, builtins.list[Any]] = {i: [] for i in ids}
+        if ids:
+            for task in client.api.tasks(filters={"service": ids}):
+                by_service.setdefault(task.get("ServiceID", ""), []).append(task)
+        self._sweep_secrets_sync(client, services)
+        return [
+            service_info(ep.name, s, latest_task(by_service.get(s["ID"], []))) for s in services
+        ]
+
+    def _sweep_secrets_sync(self, client: Any, services: Sequence[Mapping[str, Any]]) -> int:
+        """Remove our secrets that no service of ours refers to and that are older than
+        :data:`SECRET_GRACE_S` (a crash between ``create_secret`` and ``create_service``)."""
+        used = {
+            ref.get("SecretID")
+            for s in services
+            for ref in (
+                ((s.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+            ).get("Secrets")
+            or []
+        }
+        now = time.time()
+        removed = 0
+        for secret in client.api.secrets(filters={"label": self._label_filter}):
+            created = parse_time(secret.get("CreatedAt"))
+            if secret["ID"] in used or created is None:
+                continue
+            if now - created.timestamp() < SECRET_GRACE_S:
+                continue
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                client.api.remove_secret(secret["ID"])
+                removed += 1
+        return removed
+
+    async def list(self) -> Listing:
+        """Our runner services on every endpoint that answers, plus the ones that did not."""
+
+        async def one(ep: _Endpoint) -> builtins.list[ContainerInfo] | None:
+            if not await self._connected(ep):
+                return None
+            try:
+                return await self._run(self._list_sync, ep)
+            except (docker.errors.DockerException, *_CONNECTION_ERRORS) as exc:
+                ep.ok, ep.error = False, describe(exc)
+                return None
+
+        endpoints = list(self._endpoints.values())
+        results = await asyncio.gather(*(one(e) for e in endpoints))
+        found: builtins.list[ContainerInfo] = []
+        for ep, result in zip(endpoints, results, strict=True):
+            if result is not None:
+                ep.services = {i.id for i in result}
+                found.extend(result)
+        unreachable = frozenset(
+            e.name for e, r in zip(endpoints, results, strict=True) if r is None
+        )
+        return Listing(containers=tuple(found), unreachable=unreachable)
+
+    async def logs(self, host: str, container_id: str, tail: int = 100) -> str:
+        """The service's last ``tail`` lines; a failed task's engine error is appended, so
+        the journalled tail says why a runner never ran. '' when gone."""
+        ep = await self._require(host)
+
+        def _logs() -> str:
+            try:
+                chunks = ep.client.api.service_logs(
+                    container_id, stdout=True, stderr=True, tail=max(0, tail)
+                )
+                text = b"".join(chunks).decode("utf-8", errors="replace")
+                state = self._state_sync(ep.client, container_id)
+            except docker.errors.NotFound:
+                return ""
+            if state is not None:
+                info = service_info(ep.name, state[0], state[1])
+                if info.error:
+                    text += f"[swarm] task {info.status}: {info.error}\n"
+            return text
+
+        return await self._call(ep, "logs", container_id, _logs)
+
+    # --- clean-up -------------------------------------------------------------------------------
+
+    async def remove_all(self) -> int:
+        """Remove every runner service of this instance on reachable endpoints (drain, tests)."""
+        listing = await self.list()
+        for info in listing.containers:
+            await self.remove(info.host, info.id)
+        return len(listing.containers)
+
+    async def release_unused(self) -> None:
+        """Remove this instance's overlay network, secrets and named volumes where unused.
+
+        The network is retried (clamped to :data:`NETWORK_RELEASE_S`) while the last
+        removed services' containers are still being torn down by the engine.
+        """
+
+        def _release(ep: _Endpoint) -> None:
+            client = ep.client
+            services = client.api.services(filters={"label": self._label_filter})
+            if services:
+                return
+            for secret in client.api.secrets(filters={"label": self._label_filter}):
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    client.api.remove_secret(secret["ID"])
+            deadline = time.monotonic() + NETWORK_RELEASE_S
+            delay = 0.2
+            for net in client.api.networks(filters={"label": self._label_filter}):
+                while True:
+                    try:
+                        client.api.remove_network(net["Id"])
+                        break
+                    except docker.errors.NotFound:
+                        break
+                    except docker.errors.APIError:
+                        if time.monotonic() >= deadline:
+                            raise
+                        time.sleep(delay)
+                        delay = min(delay * 2, 2.0)
+            ep.network_ready = False
+            for volume in (client.api.volumes(filters={"label": self._label_filter}) or {}).get(
+                "Volumes"
+            ) or []:
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    client.api.remove_volume(volume["Name"])
+
+        for ep in self._endpoints.values():
+            if await self._connected(ep, force=True):
+                await self._call(ep, "release", self.network_name, functools.partial(_release, ep))
+
+
+def _version_at_least(version: str, minimum: str) -> bool:
+    def parts(text: str) -> tuple[int, ...]:
+        out = []
+        for piece in text.split("."):
+            try:
+                out.append(int(piece))
+            except ValueError:
+                break
+        return tuple(out)
+
+    return bool(version) and parts(version) >= parts(minimum)
