@@ -300,7 +300,7 @@ def swarm_pickup(tmp: Path, n: int = 10) -> dict[str, Any]:
                            "mode": "swarm"}],
         )
         config["forges"][0]["webhook_secret"] = "hook-secret"
-        daemon = Daemon(tmp, instance, config)
+        daemon = Daemon(tmp, instance, config, env={"SHUTDOWN_MODE": "drain"})
         time.sleep(2)
 
         def tasks_running() -> int:
@@ -338,6 +338,7 @@ def swarm_pickup(tmp: Path, n: int = 10) -> dict[str, Any]:
         finally:
             daemon.stop()
             sim.stop()
+            support.leftovers(client, instance)  # drained: normally nothing
             cleanup_instance(instance)
     finally:
         support.release()
