@@ -27,7 +27,7 @@ from orchestrator.runtime import (
 )
 from orchestrator.runtime import swarm as swarm_module
 from orchestrator.runtime.swarm import SwarmRuntime
-from tests.swarm.conftest import TEST_IMAGE, cleanup, new_instance_id
+from tests.swarm.conftest import DOCKER_URL, TEST_IMAGE, cleanup, new_instance_id
 from tests.swarm.support import Events
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
@@ -290,3 +290,28 @@ def test_container_info_reads_swarm_pre_running_states_as_live() -> None:
         assert ContainerInfo(id="s", name="n", host="h", status=state).running
     for state in ("complete", "failed", "rejected", "shutdown", "orphaned"):
         assert not ContainerInfo(id="s", name="n", host="h", status=state).running
+
+
+async def test_one_engine_serving_both_modes_lists_each_runner_once(swarm: Any) -> None:
+    """The task container carries the runner labels too; the container side must not
+    list it as a second runner (or remove it as an orphan)."""
+    from orchestrator.runtime.composite import build_runtime
+
+    instance = new_instance_id()
+    box = DockerHostConfig(name="box", url=DOCKER_URL)
+    cluster = DockerHostConfig(name="cluster", url=box.url, mode="swarm")
+    rt: Any = build_runtime(instance, [box, cluster])
+    await rt.start(Events())
+    try:
+        spec = make_spec(rt, hosts=("cluster",))
+        info = await rt.start_container(await rt.create(spec))
+        assert info.host == "cluster" and info.running
+        listing = await rt.list()
+        assert [(c.host, c.runner_id) for c in listing.containers] == [("cluster", spec.runner_id)]
+        assert {h.mode for h in rt.hosts()} == {"container", "swarm"}
+        await rt.remove("cluster", info.id)
+    finally:
+        for left in (await rt.list()).containers:
+            await rt.remove(left.host, left.id)
+        await rt.release_unused()
+        await rt.aclose()
