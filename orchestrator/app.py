@@ -22,11 +22,12 @@ from orchestrator.config import GitHubForgeConfig, GitLabForgeConfig, Settings
 from orchestrator.logging import configure, register_secret
 from orchestrator.metrics import Metrics
 from orchestrator.reconciler import Reconciler
-from orchestrator.runtime import ContainerRuntime
+from orchestrator.runtime import ContainerRuntime, RuntimeFailure
 from orchestrator.scheduler import ReconcileScheduler
 from orchestrator.state import Journal
 from orchestrator.web import create_app
 from providers.base import GitHubOptions, GitLabOptions, Provider, RequestObserver
+from providers.errors import ProviderError
 
 log = structlog.get_logger("orchestrator.app")
 
@@ -187,20 +188,33 @@ class Daemon:
                 await asyncio.wait_for(self.reconciler.drain(timeout), timeout + 15)
             except TimeoutError:
                 log.warning("shutdown.drain_timeout")
+        await self.reconciler.aclose()
+        # Expected trouble (a host or forge that does not answer) is logged and the
+        # shutdown goes on; anything else is a bug: the shutdown still completes (nothing
+        # left open), then the bugs are raised together so tests and the exit code see them.
+        bugs: list[Exception] = []
         if not self.journal.active():
             try:
                 await self.runtime.release_unused()
-            except Exception:  # best effort; the next start re-creates it
-                log.exception("shutdown.release_failed")
+            except RuntimeFailure as exc:  # the next start re-creates what is left
+                log.warning("shutdown.release_failed", error=str(exc))
+            except Exception as exc:
+                log.exception("shutdown.release_crashed")
+                bugs.append(exc)
         if self._web is not None:
             await asyncio.shield(self._web.cleanup())
         for provider in self.providers.values():
             try:
                 await provider.aclose()
-            except Exception:
-                log.exception("shutdown.provider_close_failed")
+            except ProviderError as exc:
+                log.warning("shutdown.provider_close_failed", forge=provider.name, error=str(exc))
+            except Exception as exc:
+                log.exception("shutdown.provider_close_crashed", forge=provider.name)
+                bugs.append(exc)
         await self.runtime.aclose()
         self.journal.close()
+        if bugs:
+            raise ExceptionGroup("daemon shutdown hit bugs", bugs)
         log.info("daemon.stopped")
 
 

@@ -326,6 +326,10 @@ class Settings(BaseSettings):
     """Idle seconds before a runner is retired."""
     poll_interval: float = Field(15.0, gt=0, le=3600)
     """Seconds between reconciles (webhooks wake it earlier)."""
+    forge_call_timeout: float = Field(30.0, gt=0, le=600, allow_inf_nan=False)
+    """Overall deadline of one forge call (a whole job poll); a slower forge is paused."""
+    forge_retry_after_max: float = Field(900.0, ge=1, le=86400, allow_inf_nan=False)
+    """Longest pause a forge's Retry-After can impose (longer asks are clamped)."""
 
     # --- default pool, for the env-only case ---------------------------------------------
     runner_image: str = ""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from orchestrator.models import ForgeKind, Job, PoolSpec
+from orchestrator.models import DEFAULT_PLATFORM, ForgeKind, Job, PoolSpec
 
 AMD64 = "linux/amd64"
 ARM64 = "linux/arm64"
@@ -87,7 +87,7 @@ def job_platform(job: Job, pool: PoolSpec) -> str:
     """The platform a runner for ``job`` in ``pool`` runs on."""
     if pool.platform != AUTO:
         return pool.platform
-    return platform_from_tags(job.tags) or AMD64
+    return platform_from_tags(job.tags) or DEFAULT_PLATFORM
 
 
 def match_pool(job: Job, pools: Sequence[PoolSpec]) -> PoolSpec | None:

@@ -81,7 +81,9 @@ class SnapshotCollector(Collector):
         yield limit
 
         forge_up = GaugeMetricFamily(
-            f"{NS}_forge_up", "1 when the forge answered the last reconcile.", labels=["forge"]
+            f"{NS}_forge_up",
+            "1 when the forge view is current (not paused or stale).",
+            labels=["forge"],
         )
         remaining = GaugeMetricFamily(
             f"{NS}_forge_rate_limit_remaining",
@@ -94,7 +96,7 @@ class SnapshotCollector(Collector):
             labels=["forge"],
         )
         for forge in snap.forges:
-            forge_up.add_metric([forge.name], 0.0 if forge.paused else 1.0)
+            forge_up.add_metric([forge.name], 0.0 if forge.paused or forge.stale else 1.0)
             if forge.rate_limit_remaining is not None:
                 remaining.add_metric([forge.name], forge.rate_limit_remaining)
             interval.add_metric([forge.name], forge.poll_interval_s)
@@ -146,7 +148,7 @@ class Metrics:
         )
         self.failures = Counter(
             f"{NS}_runner_failures",
-            "Runner failures by stage (register, create, start, unregister, remove, exited).",
+            "Runner failures by stage (register, start, early_exit, unregister, remove, exited).",
             ["pool", "stage"],
             registry=r,
         )

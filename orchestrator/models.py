@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 
+from providers.base import ForgeKind as ForgeKind  # noqa: PLC0414 - re-export, defined once
+
 
 class RunnerState(StrEnum):
     """Where a runner is in its life. Every change is journalled before it happens."""
@@ -79,9 +81,16 @@ def check_transition(runner_id: str, from_: RunnerState, to: RunnerState) -> Non
         raise InvalidTransition(runner_id, from_, to)
 
 
-class ForgeKind(StrEnum):
-    GITLAB = "gitlab"
-    GITHUB = "github"
+#: The one default-platform rule: a pool with ``platform: auto`` (or a runner whose
+#: platform is unknown) runs on this platform unless a job's tags say otherwise.
+DEFAULT_PLATFORM = "linux/amd64"
+#: The pool platform value that means "pick per job from its tags".
+AUTO_PLATFORM = "auto"
+
+
+def concrete_platform(platform: str) -> str:
+    """``platform`` itself, or :data:`DEFAULT_PLATFORM` for ``auto`` or empty."""
+    return DEFAULT_PLATFORM if platform in {AUTO_PLATFORM, ""} else platform
 
 
 class WaitReason(StrEnum):
@@ -132,6 +141,11 @@ class PoolSpec:
     cooldown_s: float
     ephemeral: bool
     start_timeout_s: float = 600.0
+
+    @property
+    def default_platform(self) -> str:
+        """Where this pool's runners run when no job says otherwise (``auto``: the default)."""
+        return concrete_platform(self.platform)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -196,7 +210,3 @@ class Plan:
     create: tuple[CreateRequest, ...] = ()
     retire: tuple[RetireRequest, ...] = ()
     waiting: tuple[WaitingJob, ...] = ()
-
-    @property
-    def create_count(self) -> int:
-        return sum(c.count for c in self.create)

@@ -28,6 +28,7 @@ from datetime import datetime
 from orchestrator.labels import job_platform, match_pool, why_unmatched
 from orchestrator.models import (
     ACTIVE_STATES,
+    DEFAULT_PLATFORM,
     FREE_STATES,
     STARTING_STATES,
     CreateRequest,
@@ -64,9 +65,7 @@ class _Capacity:
 def _runner_platform(runner: Runner, pool: PoolSpec | None) -> str:
     if runner.platform:
         return runner.platform
-    if pool is not None and pool.platform != "auto":
-        return pool.platform
-    return "linux/amd64"
+    return pool.default_platform if pool is not None else DEFAULT_PLATFORM
 
 
 def compute_plan(
@@ -138,7 +137,7 @@ def compute_plan(
     for pool in pools:
         if pool.forge in paused or pool.name in unavailable or pool.min_idle <= 0:
             continue
-        bucket = (pool.name, pool.platform if pool.platform != "auto" else "linux/amd64")
+        bucket = (pool.name, pool.default_platform)
         # free[...] now holds the free runners no pending job has claimed.
         for _ in range(max(0, pool.min_idle - free[bucket])):
             if capacity.take(pool.name) is not None:
@@ -149,7 +148,7 @@ def compute_plan(
         pool = by_name.get(name)
         if pool is None or pool.forge in paused or name in unavailable:
             continue
-        platform = pool.platform if pool.platform != "auto" else "linux/amd64"
+        platform = pool.default_platform
         for _ in range(max(0, count)):
             if capacity.take(name) is not None:
                 break
@@ -200,7 +199,7 @@ def _retirements(
         pool = pools[pool_name]
         # Most recently active first: those are the ones we keep.
         idle.sort(key=lambda r: (r.idle_since, r.id), reverse=True)
-        default_platform = pool.platform if pool.platform != "auto" else "linux/amd64"
+        default_platform = pool.default_platform
         warm = pool.min_idle if platform == default_platform else 0
         reserved = min(len(idle), demand.get((pool_name, platform), 0) + warm)
         max_idle = pool.max_idle if pool.max_idle is not None else len(idle)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from orchestrator.models import Runner, WaitingJob
+from orchestrator.models import Plan, PoolSpec, Runner, WaitingJob
 from orchestrator.runtime import HostStatus
 
 
@@ -42,6 +43,32 @@ class ForgeStatus:
     rate_limit_remaining: int | None = None
     note: str = ""
     retry_at: datetime | None = None
+    stale: str = ""  # why its view is too old to trust ('' = fresh)
+
+
+@dataclasses.dataclass(frozen=True)
+class OrphanedRegistration:
+    """A runner whose container is gone (or going) but whose forge registration could not
+    be deleted yet: retried with backoff, then by the forge sweep."""
+
+    runner: str
+    name: str
+    pool: str
+    forge: str
+    forge_runner_id: str
+    reason: str
+    attempts: int
+    retry_at: datetime | None  # None: left to the next forge sweep
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """How the reconcile that refreshes a snapshot went."""
+
+    started_at: datetime
+    duration_s: float
+    result: str  # ok | degraded | error
+    error: str = ""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -65,6 +92,7 @@ class Snapshot:
     unmatched_jobs: int = 0
     last_ok_at: datetime | None = None
     plan: dict[str, Any] = dataclasses.field(default_factory=dict)
+    orphaned: tuple[OrphanedRegistration, ...] = ()
 
     def waiting_by_reason(self) -> dict[str, int]:
         return dict(Counter(w.reason.value for w in self.waiting))
@@ -105,6 +133,7 @@ class Snapshot:
                     "poll_interval_s": f.poll_interval_s,
                     "rate_limit_remaining": f.rate_limit_remaining,
                     "note": f.note,
+                    "stale": f.stale,
                 }
                 for f in self.forges
             ],
@@ -139,6 +168,19 @@ class Snapshot:
                 for w in self.waiting
             ],
             "waiting_by_reason": self.waiting_by_reason(),
+            "orphaned_registrations": [
+                {
+                    "runner": o.runner,
+                    "name": o.name,
+                    "pool": o.pool,
+                    "forge": o.forge,
+                    "forge_runner_id": o.forge_runner_id,
+                    "reason": o.reason,
+                    "attempts": o.attempts,
+                    "retry_at": _iso(o.retry_at),
+                }
+                for o in self.orphaned
+            ],
         }
 
     def runners_json(self) -> list[dict[str, Any]]:
@@ -163,3 +205,73 @@ def runner_json(r: Runner) -> dict[str, Any]:
         "exit_code": r.exit_code,
         "error": r.error,
     }
+
+
+def build_snapshot(
+    previous: Snapshot,
+    *,
+    now: datetime,
+    pools: Sequence[PoolSpec],
+    active: Sequence[Runner],
+    recent: Sequence[Runner],
+    plan: Plan,
+    unavailable: Mapping[str, str],
+    forges: Sequence[ForgeStatus],
+    hosts: Sequence[HostStatus],
+    orphaned: Sequence[OrphanedRegistration] = (),
+    run: RunResult | None = None,
+) -> Snapshot:
+    """The next snapshot (pure): journal rows, forge views, the plan and the runtime's hosts.
+
+    ``run`` is set when a reconcile just finished; otherwise (a runner changed between
+    reconciles) the reconcile fields are carried over from ``previous``.
+    """
+    pending_by_pool: Counter[str] = Counter()
+    unmatched = 0
+    for waiting in plan.waiting:
+        if waiting.pool is None:
+            unmatched += 1
+        else:
+            pending_by_pool[waiting.pool] += 1
+    pool_rows = []
+    for spec in pools:
+        mine = [r for r in active if r.pool == spec.name]
+        pool_rows.append(
+            PoolStatus(
+                name=spec.name,
+                forge=spec.forge,
+                platform=spec.platform,
+                labels=tuple(sorted(spec.labels)),
+                max_runners=spec.max_runners,
+                min_idle=spec.min_idle,
+                pending_jobs=pending_by_pool[spec.name],
+                runners=dict(Counter(r.state.value for r in mine)),
+                active=len(mine),
+                unavailable=unavailable.get(spec.name, ""),
+            )
+        )
+    forge_rows = tuple(
+        dataclasses.replace(f, pending_jobs=sum(1 for w in plan.waiting if w.job.forge == f.name))
+        for f in forges
+    )
+    return Snapshot(
+        instance_id=previous.instance_id,
+        started_at=run.started_at if run else previous.started_at,
+        finished_at=now if run else previous.finished_at,
+        result=run.result if run else previous.result,
+        error=run.error if run else previous.error,
+        duration_s=run.duration_s if run else previous.duration_s,
+        reconciles=previous.reconciles + (1 if run else 0),
+        pools=tuple(pool_rows),
+        forges=forge_rows,
+        hosts=tuple(hosts),
+        waiting=plan.waiting,
+        runners=tuple(recent),
+        unmatched_jobs=unmatched,
+        last_ok_at=now if run and run.result in {"ok", "degraded"} else previous.last_ok_at,
+        plan={
+            "create": [dataclasses.asdict(c) for c in plan.create],
+            "retire": [dataclasses.asdict(r) for r in plan.retire],
+        },
+        orphaned=tuple(orphaned),
+    )

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from orchestrator.models import ACTIVE_STATES, Runner, RunnerState, check_transition
 
@@ -58,21 +58,27 @@ CREATE TABLE IF NOT EXISTS transitions (
 CREATE INDEX IF NOT EXISTS transitions_runner ON transitions(runner_id);
 """
 
-#: Fields :meth:`Journal.update` may change without a state transition.
-_MUTABLE = frozenset(
-    {
-        "platform",
-        "host",
-        "container_id",
-        "forge_runner_id",
-        "current_job",
-        "last_job_ended_at",
-        "exit_code",
-        "error",
-        "logs_tail",
-        "name",
-    }
-)
+
+class RunnerFields(TypedDict, total=False):
+    """The fields :meth:`Journal.update` (and a transition) may change besides the state.
+
+    Typed, so a misspelt or wrongly typed field is a type error, not a runtime surprise.
+    """
+
+    platform: str
+    host: str
+    container_id: str
+    forge_runner_id: str
+    current_job: str
+    last_job_ended_at: datetime | None
+    exit_code: int | None
+    error: str
+    logs_tail: str
+    name: str
+
+
+#: Column names :meth:`Journal.update` may write (the keys of :class:`RunnerFields`).
+_MUTABLE = frozenset(RunnerFields.__annotations__)
 
 
 class UnknownRunner(KeyError):
@@ -219,7 +225,7 @@ class Journal:
         *,
         now: datetime,
         reason: str = "",
-        **fields: Any,
+        **fields: Unpack[RunnerFields],
     ) -> Runner:
         """Move a runner to ``to`` (validated), optionally updating fields, atomically.
 
@@ -244,7 +250,7 @@ class Journal:
             self._update(db, runner_id, fields)
         return self.get(runner_id)
 
-    def update(self, runner_id: str, **fields: Any) -> Runner:
+    def update(self, runner_id: str, **fields: Unpack[RunnerFields]) -> Runner:
         """Change non-state fields (container id, forge runner id, current job, ...)."""
         with self._tx() as db:
             if db.execute("SELECT 1 FROM runners WHERE id=?", (runner_id,)).fetchone() is None:
@@ -253,13 +259,13 @@ class Journal:
         return self.get(runner_id)
 
     @staticmethod
-    def _update(db: sqlite3.Connection, runner_id: str, fields: dict[str, Any]) -> None:
+    def _update(db: sqlite3.Connection, runner_id: str, fields: RunnerFields) -> None:
         if not fields:
             return
         unknown = set(fields) - _MUTABLE
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
-        values = [_ts(v) if isinstance(v, datetime) else v for v in fields.values()]
+        values: list[Any] = [_ts(v) if isinstance(v, datetime) else v for v in fields.values()]
         assignments = ", ".join(f"{k}=?" for k in fields)
         db.execute(f"UPDATE runners SET {assignments} WHERE id=?", (*values, runner_id))  # noqa: S608
 

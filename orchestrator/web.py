@@ -93,6 +93,7 @@ async def ready(request: web.Request) -> web.Response:
     elif snap.result == "error":
         reasons.append(f"last reconcile failed: {snap.error}")
     reasons += [f"forge {f.name} paused: {f.error}" for f in snap.forges if f.paused]
+    reasons += [f"forge {f.name} stale: {f.stale}" for f in snap.forges if f.stale and not f.paused]
     if snap.hosts and not any(h.ok for h in snap.hosts):
         reasons.append("no Docker host answers")
     body = {"ready": not reasons, "reasons": reasons}

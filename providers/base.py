@@ -24,7 +24,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
+
+
+class ForgeKind(StrEnum):
+    """Which forge API an adapter speaks. ``orchestrator.models`` re-exports it."""
+
+    GITLAB = "gitlab"
+    GITHUB = "github"
+
 
 #: Called once for every HTTP request a provider makes:
 #: ``(forge_name, endpoint_template, http_status_or_0_for_network_error)``.
@@ -44,6 +53,51 @@ RUNNER_NAME_PREFIX = "ro-"
 def runner_name_prefix(instance_id: str) -> str:
     """The prefix that marks forge runners created by daemon instance ``instance_id``."""
     return f"{RUNNER_NAME_PREFIX}{instance_id}-"
+
+
+#: The one place the text form of a :class:`RunnerRef` without an id is spelled.
+_BY_NAME = "name:"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunnerRef:
+    """Which registration on a forge a call is about.
+
+    Usually the forge's numeric id (``forge_id``). A runner that registers itself (a
+    reusable GitHub runner running ``config.sh``) has no id until the forge has seen it:
+    then only its ``name`` is known and the adapter looks the id up by name. The text
+    form (journal, logs, the old ``"name:<runner>"`` strings) is produced by ``str()`` and
+    read back by :meth:`parse`, nowhere else.
+    """
+
+    forge_id: str | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.forge_id is not None and not self.forge_id:
+            raise ValueError("RunnerRef.forge_id must be None or non-empty")
+        if self.forge_id is None and not self.name:
+            raise ValueError("RunnerRef needs a forge id or a runner name")
+
+    @classmethod
+    def by_name(cls, name: str) -> RunnerRef:
+        """A runner known only by its name (its id is not known yet)."""
+        return cls(forge_id=None, name=name)
+
+    @classmethod
+    def parse(cls, text: str) -> RunnerRef:
+        """The inverse of ``str()``: ``"42"`` or ``"name:ro-x-1"``."""
+        if text.startswith(_BY_NAME):
+            return cls.by_name(text.removeprefix(_BY_NAME))
+        return cls(forge_id=text)
+
+    @classmethod
+    def of(cls, value: RunnerRef | str) -> RunnerRef:
+        """Accept either form (call sites that still pass strings keep working)."""
+        return value if isinstance(value, RunnerRef) else cls.parse(value)
+
+    def __str__(self) -> str:
+        return self.forge_id if self.forge_id is not None else f"{_BY_NAME}{self.name}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,6 +189,13 @@ class ProviderHealth:
     poll_interval_s: float | None = None  # effective (stretched) interval, if stretched
     note: str = ""  # e.g. "poll interval stretched: 40 requests left until 12:00Z"
     requests_total: int = 0
+    #: Scopes (project path, owner/repo) skipped because the forge refused them (403/404),
+    #: with the reason; they are asked again after a backoff, the rest is served.
+    scope_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Requests sent so far by budget class (``job_poll``, ``webhook``, ``registration``,
+    #: ``activity``, ``sweep``) and calls skipped to keep budget for more urgent ones.
+    requests_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    skipped_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @runtime_checkable
@@ -142,7 +203,7 @@ class Provider(Protocol):
     """**Protocol:** one forge, seen from the daemon. See the module docstring."""
 
     name: str  # the forge's name from config, e.g. "gitlab"
-    kind: str  # "gitlab" | "github"
+    kind: ForgeKind
 
     async def pending_jobs(self) -> Sequence[PendingJob]:
         """Every job in the configured scopes that waits for a runner."""
@@ -152,23 +213,24 @@ class Provider(Protocol):
         """Register a runner and return its short-lived credential and start command."""
         ...
 
-    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
+    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None:
         """Delete the registration. Raises RunnerBusy to keep it, RunnerNotFound if gone.
 
         ``force``: the caller is removing the runner's container anyway (it exited, or a
         drain deadline passed): delete even if it is busy, where the forge allows that.
         A forge that refuses outright (GitHub) still raises RunnerBusy.
 
-        ``forge_runner_id`` may be ``name:<runner name>`` for a runner that registers itself
-        (a reusable GitHub runner) and whose id the daemon has not learnt yet.
+        ``runner`` may name a runner by name only (:meth:`RunnerRef.by_name`) when it
+        registers itself (a reusable GitHub runner) and the daemon has not learnt its id.
+        A ``str`` is read with :meth:`RunnerRef.parse`.
         """
         ...
 
-    async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
+    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
         """Busy/idle for these runners (only ones this instance created), in input order.
 
-        Accepts ``name:<runner name>`` entries like :meth:`unregister_runner`; the answer
-        then carries the numeric id once the runner has registered.
+        Accepts by-name references like :meth:`unregister_runner`; the answer then carries
+        the numeric id once the runner has registered.
         """
         ...
 
@@ -211,8 +273,10 @@ class GitLabOptions:
     include_created: bool = False  # also count jobs in status "created" as demand
     webhook_secret: str = dataclasses.field(default="", repr=False)
     group_refresh_s: float = 300.0
-    request_timeout_s: float = 15.0
-    max_retry_sleep_s: float = 5.0  # never let the library sleep longer than this inline
+    request_timeout_s: float = 15.0  # connect and per read
+    call_deadline_s: float = 60.0  # one whole call, every page included
+    min_retry_wait_s: float = 1.0  # every wait GitLab asks for is clamped to this range
+    max_retry_wait_s: float = 900.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -232,5 +296,7 @@ class GitHubOptions:
     low_rate_limit: int = 500  # below this many remaining, stretch the poll interval
     requests_per_minute: int = 600  # pace polls under GitHub's secondary limit (900/min)
     poll_interval_s: float = 15.0  # the daemon's interval, to tell when pacing stretches it
-    request_timeout_s: float = 15.0
-    max_retry_sleep_s: float = 5.0
+    request_timeout_s: float = 15.0  # connect and per read
+    call_deadline_s: float = 60.0  # one whole call, every page included
+    min_retry_wait_s: float = 1.0  # every wait GitHub asks for is clamped to this range
+    max_retry_wait_s: float = 900.0

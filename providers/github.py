@@ -49,6 +49,7 @@ from github import Auth, Github, GithubException
 from github.Requester import HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass
 
 from providers.base import (
+    ForgeKind,
     ForgeRunner,
     GitHubOptions,
     PendingJob,
@@ -57,6 +58,7 @@ from providers.base import (
     Registration,
     RequestObserver,
     RunnerActivity,
+    RunnerRef,
     RunnerRequest,
     WebhookResult,
     ignore_request,
@@ -86,9 +88,6 @@ REUSABLE_SCRIPT = (
 )
 JIT_ENV = "ACTIONS_RUNNER_INPUT_JITCONFIG"
 TOKEN_ENV = "ACTIONS_RUNNER_INPUT_TOKEN"  # noqa: S105 - an env var name, not a secret
-#: Prefix of a :meth:`GitHubProvider.runner_activity` / ``unregister_runner`` argument
-#: that names a reusable runner whose numeric id is not known yet.
-BY_NAME = "name:"
 
 _QUEUED = "queued"
 _RUN_STATUSES = ("queued", "in_progress")  # an in_progress run can still hold queued jobs
@@ -232,13 +231,13 @@ class GitHubProvider:
 
     Reusable runners register themselves with ``config.sh``, so their numeric id is not
     known when :meth:`register_runner` returns (``forge_runner_id == ""``). For those,
-    :meth:`runner_activity` and :meth:`unregister_runner` accept ``"name:<runner name>"``
-    instead of an id; :meth:`runner_activity` answers in input order and puts the numeric
-    id into ``forge_runner_id`` once the runner has registered (``exists=False`` before
-    that), so the caller can store it.
+    :meth:`runner_activity` and :meth:`unregister_runner` accept a by-name
+    :class:`~providers.base.RunnerRef` instead of an id; :meth:`runner_activity` answers
+    in input order and puts the numeric id into ``forge_runner_id`` once the runner has
+    registered (``exists=False`` before that), so the caller can store it.
     """
 
-    kind = "github"
+    kind = ForgeKind.GITHUB
 
     def __init__(
         self,
@@ -668,7 +667,7 @@ class GitHubProvider:
         except (KeyError, TypeError) as exc:
             raise TransientProviderError(f"{self.name}: malformed token answer") from exc
         return Registration(
-            forge_runner_id="",  # config.sh registers it; find it as "name:<name>"
+            forge_runner_id="",  # config.sh registers it; find it by RunnerRef.by_name
             name=request.name,
             command=(
                 "/bin/sh",
@@ -691,20 +690,20 @@ class GitHubProvider:
                     return dict(runner)
         return None
 
-    def _resolve(self, client: Github, forge_runner_id: str) -> str | None:
-        """The numeric id for an id or a ``name:`` entry (None: no such registration)."""
-        if forge_runner_id.startswith(BY_NAME):
-            runner = self._find_by_name(client, forge_runner_id.removeprefix(BY_NAME))
+    def _resolve(self, client: Github, ref: RunnerRef) -> str | None:
+        """The numeric id for a reference (None: no such registration)."""
+        if ref.forge_id is None:
+            runner = self._find_by_name(client, ref.name)
             return None if runner is None else str(runner["id"])
-        if not forge_runner_id.isdigit():
-            raise PermanentProviderError(f"{self.name}: bad runner id {forge_runner_id!r}")
-        return forge_runner_id
+        if not ref.forge_id.isdigit():
+            raise PermanentProviderError(f"{self.name}: bad runner id {ref.forge_id!r}")
+        return ref.forge_id
 
-    def _delete(self, client: Github, forge_runner_id: str) -> None:
+    def _delete(self, client: Github, ref: RunnerRef) -> None:
         base = self._require_runner_scope()
-        runner_id = self._resolve(client, forge_runner_id)
+        runner_id = self._resolve(client, ref)
         if runner_id is None:
-            raise RunnerNotFound(f"{self.name}: runner {forge_runner_id} not registered")
+            raise RunnerNotFound(f"{self.name}: runner {ref} not registered")
         try:
             client.requester.requestJsonAndCheck("DELETE", f"{base}/{runner_id}")
         except GithubException as exc:
@@ -714,40 +713,39 @@ class GitHubProvider:
                 raise RunnerBusy(f"{self.name}: runner {runner_id} is busy") from exc
             raise
 
-    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
-        """Delete the registration (an id or ``name:<name>``); never a busy runner.
+    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None:
+        """Delete the registration (by id or by name); never a busy runner.
 
         There is no look-before-delete: GitHub's 422 on a busy runner is the only race-free
         answer, so it becomes :class:`RunnerBusy` (keep the runner).
         """
-        await self._call(lambda c: self._delete(c, forge_runner_id))
+        ref = RunnerRef.of(runner)
+        await self._call(lambda c: self._delete(c, ref))
 
-    def _activity(self, client: Github, forge_runner_id: str) -> RunnerActivity:
+    def _activity(self, client: Github, ref: RunnerRef) -> RunnerActivity:
         base = self._require_runner_scope()
-        if forge_runner_id.startswith(BY_NAME):
-            runner = self._find_by_name(client, forge_runner_id.removeprefix(BY_NAME))
+        if ref.forge_id is None:
+            runner = self._find_by_name(client, ref.name)
             if runner is None:
-                return RunnerActivity(forge_runner_id=forge_runner_id, busy=False, exists=False)
+                return RunnerActivity(forge_runner_id=str(ref), busy=False, exists=False)
         else:
-            if not forge_runner_id.isdigit():
-                raise PermanentProviderError(f"{self.name}: bad runner id {forge_runner_id!r}")
+            if not ref.forge_id.isdigit():
+                raise PermanentProviderError(f"{self.name}: bad runner id {ref.forge_id!r}")
             try:
-                runner = self._conditional_get(client, f"{base}/{forge_runner_id}").body
+                runner = self._conditional_get(client, f"{base}/{ref.forge_id}").body
             except _NotFound:
-                return RunnerActivity(forge_runner_id=forge_runner_id, busy=False, exists=False)
+                return RunnerActivity(forge_runner_id=ref.forge_id, busy=False, exists=False)
         return RunnerActivity(
             forge_runner_id=str(runner["id"]),
             busy=bool(runner.get("busy")),
             online=runner.get("status") == "online",
         )
 
-    async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
+    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
         """Busy flag and online status from GET runner, in input order (404: exists=False)."""
+        refs = [RunnerRef.of(r) for r in runners]
         return await asyncio.gather(
-            *(
-                self._call(functools.partial(self._activity, forge_runner_id=i))
-                for i in forge_runner_ids
-            )
+            *(self._call(functools.partial(self._activity, ref=ref)) for ref in refs)
         )
 
     def _list_own(self, client: Github) -> list[ForgeRunner]:

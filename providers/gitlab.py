@@ -1,46 +1,41 @@
 """GitLab adapter: pending jobs, runner registration, activity and job webhooks.
 
-Why it looks the way it does:
+What is GitLab-specific lives here; the request plumbing (budget with priorities, rate
+gate, deadline, ETags, redirect refusal, status -> error) is :mod:`providers.http`.
 
-* **python-gitlab is synchronous** and sleeps by itself on 429 (up to ~100 s). Every call
-  here runs in a worker thread (``asyncio.to_thread``) under a semaphore, with
-  ``obey_rate_limit=False`` and ``max_retries=0``, so the library never sleeps; a 429
-  becomes :class:`~providers.errors.RateLimited` and the provider refuses further calls
-  until ``Retry-After`` has passed, without blocking the event loop or shutdown.
-* **Every HTTP request is seen**: a transport adapter mounted on ``gl.session`` reports
-  each request (and connection errors as status 0) to the observer, charges the request
-  budget and remembers the rate-limit headers. Hooking below the library means pagination
-  pages and anything else python-gitlab sends are never missed.
-* **Budget**: GitLab limits ``GET /projects/:id/jobs`` to 600/min/user. A token bucket
-  (:class:`_Budget`) keeps the provider under ``requests_per_minute`` in *any* 60 s window.
-  A poll covers only the projects the budget allows, least recently polled first; the
-  last result of every other project is kept, so the demand stays complete.
-* **Errors are translated at the edge** (:func:`_translate_errors`); nothing of
-  ``gitlab`` or ``requests`` leaks out of this module.
+* **python-gitlab** is used below its object model, for ``http_get/post/put/delete`` and
+  ``http_list`` (URL building, ``PRIVATE-TOKEN``, JSON, ``Link`` pagination). It gets our
+  ``requests.Session`` through its public ``session=`` argument, so every request it
+  sends (every page too) passes through the shared transport; ``obey_rate_limit=False``
+  and ``max_retries=0`` keep it from sleeping by itself (it would sleep ~100 s on 429).
+  ``keep_base_url=True``: pagination stays on the configured URL.
+* **Demand**: ``GET /projects/:id/jobs?scope[]=pending`` per project (groups expanded to
+  projects), polled within the job-poll budget by :func:`providers.scopes.poll_scopes`;
+  GraphQL ``jobs(statuses: PENDING)`` for an admin instance scope.
+* **Activity** is one ``GET /runners`` listing (``job_execution_status`` of every runner,
+  100 a page) plus ``GET /runners/:id/jobs`` only for runners whose busy flag changed
+  since the last look (for the job id and its end): 12 busy runners cost 1 request, not
+  12, per round (issue 11.2).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import email.utils
 import hmac
 import json
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import gitlab
 import gitlab.exceptions
-import requests
-from requests.adapters import HTTPAdapter
 
 from providers.base import (
+    ForgeKind,
     ForgeRunner,
     GitLabOptions,
     PendingJob,
@@ -48,21 +43,26 @@ from providers.base import (
     Registration,
     RequestObserver,
     RunnerActivity,
+    RunnerRef,
     RunnerRequest,
     WebhookResult,
     ignore_request,
     runner_name_prefix,
 )
+from providers.budget import Budget, BudgetShort, Priority, RateGate, Sleep
 from providers.errors import (
+    AccessDenied,
+    NotFound,
     PermanentProviderError,
     ProviderAuthError,
     ProviderError,
-    RateLimited,
     RunnerBusy,
     RunnerNotFound,
     TransientProviderError,
     WebhookRejected,
 )
+from providers.http import ForgeHTTP, Limits, RateView, parse_time
+from providers.scopes import ScopeBook, poll_scopes
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -71,7 +71,7 @@ JSON = dict[str, Any]
 MAX_CONCURRENT_CALLS = 4
 #: Page size for every list call: fewer pages means fewer requests against the budget.
 PER_PAGE = 100
-#: When a 429 carries neither Retry-After nor RateLimit-Reset, wait this long.
+#: First guess when a 429 says neither Retry-After nor RateLimit-Reset (then doubles).
 DEFAULT_RETRY_AFTER_S = 30.0
 #: Job statuses after which a job no longer waits for a runner (webhook "finished").
 _NOT_WAITING = frozenset({"running", "success", "failed", "canceled", "canceling", "skipped"})
@@ -84,51 +84,6 @@ query($statuses: [CiJobStatus!], $after: String) {
   }
 }
 """
-
-# ---------------------------------------------------------------------------------------
-# Request budget
-
-
-class _Budget:
-    """Token bucket that keeps every 60 s window at or under ``per_minute`` requests.
-
-    The burst (``capacity``) is a sixth of the budget and the refill rate is the rest
-    spread over a minute, so ``capacity + 60 * rate == per_minute``: even a full burst
-    followed by steady polling stays inside the limit. Requests are charged when sent
-    (the balance may go negative, e.g. for registrations, which polling then pays back);
-    polls only *start* while a whole token is available.
-    """
-
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
-        per_minute = max(1, per_minute)
-        self.capacity = max(1.0, per_minute / 6)
-        self.rate = max(per_minute - self.capacity, 1.0) / 60.0
-        self._clock = clock
-        self._tokens = self.capacity
-        self._at = clock()
-        self._lock = threading.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-
-    def available(self) -> int:
-        """Whole requests that may start now."""
-        with self._lock:
-            self._refill()
-            return max(0, int(self._tokens))
-
-    def charge(self, n: float = 1.0) -> None:
-        """Account for a request that was sent."""
-        with self._lock:
-            self._refill()
-            self._tokens -= n
-
-
-# ---------------------------------------------------------------------------------------
-# Transport hook: observe, charge and remember rate-limit headers for every request
-
 
 _ID_AFTER = {"projects": ":id", "groups": ":id", "runners": ":id", "jobs": ":job_id"}
 _KEYWORDS = frozenset(
@@ -157,116 +112,23 @@ def endpoint_template(method: str, url: str) -> str:
     return f"{method.upper()} /{'/'.join(out)}"
 
 
-@dataclasses.dataclass
-class _RateState:
-    """Rate-limit facts seen in responses (shared between threads, written under a lock)."""
-
-    remaining: int | None = None
-    limit: int | None = None
-    requests_total: int = 0
-
-
-class _ObservingAdapter(HTTPAdapter):
-    """``requests`` transport that reports every request before python-gitlab sees it."""
-
-    def __init__(self, provider: GitLabProvider) -> None:
-        super().__init__()
-        self._provider = provider
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
-        template = endpoint_template(request.method or "GET", request.url or "")
-        try:
-            response = super().send(request, *args, **kwargs)
-        except Exception:
-            self._provider._seen(template, 0, None)
-            raise
-        self._provider._seen(template, response.status_code, response.headers)
-        return response
-
-
-# ---------------------------------------------------------------------------------------
-# Error translation
-
-
-def _header_float(headers: Mapping[str, str], name: str) -> float | None:
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else parsed.timestamp() - time.time()
-
-
-def retry_after_from(headers: Mapping[str, str] | None) -> float:
-    """Seconds to wait after a 429: ``Retry-After``, else ``RateLimit-Reset``, else a default."""
-    if headers:
-        with contextlib.suppress(TypeError, ValueError):
-            retry_after = _header_float(headers, "Retry-After")
-            if retry_after is not None:
-                return max(0.0, retry_after)
-            reset = _header_float(headers, "RateLimit-Reset")
-            if reset is not None:
-                return max(0.0, reset - time.time())
-    return DEFAULT_RETRY_AFTER_S
-
-
-@contextlib.contextmanager
-def _translate_errors(
-    last_headers: Callable[[], Mapping[str, str] | None],
-    not_found: type[ProviderError] = PermanentProviderError,
-) -> Iterator[None]:
-    """Turn python-gitlab / requests errors into :mod:`providers.errors`.
-
-    ``last_headers`` gives the headers of the last response on this thread (python-gitlab
-    errors carry no headers, and a 429's ``Retry-After`` lives there).
-    """
-    try:
-        yield
-    except gitlab.exceptions.GitlabAuthenticationError as exc:
-        raise ProviderAuthError(f"GitLab rejected the token: {exc}") from exc
-    except gitlab.exceptions.GitlabParsingError as exc:
-        raise TransientProviderError(f"GitLab sent an unparsable answer: {exc}") from exc
-    except gitlab.exceptions.GitlabError as exc:
-        raise _from_status(exc.response_code, str(exc), last_headers(), not_found) from exc
-    except (requests.Timeout, requests.ConnectionError) as exc:
-        raise TransientProviderError(f"GitLab unreachable: {exc}") from exc
-    except requests.RequestException as exc:
-        raise TransientProviderError(f"GitLab request failed: {exc}") from exc
-
-
-def _from_status(
-    status: int | None,
-    message: str,
-    headers: Mapping[str, str] | None,
-    not_found: type[ProviderError],
-) -> ProviderError:
-    """The error for one HTTP status (see the tree in :mod:`providers.errors`)."""
-    if status in (401, 403):
-        return ProviderAuthError(f"GitLab {status}: {message}")
-    if status == 404:
-        return not_found(f"GitLab 404: {message}")
-    if status == 429:
-        return RateLimited(f"GitLab 429: {message}", retry_after=retry_after_from(headers))
-    if status is None or status >= 500 or status in (408, 409):
-        return TransientProviderError(f"GitLab {status}: {message}")
-    return PermanentProviderError(f"GitLab {status}: {message}")
+def _translate(exc: Exception) -> ProviderError | None:
+    """python-gitlab's own exceptions (error *answers* never reach it: the transport maps
+    them first). Anything else is not ours to translate and propagates."""
+    if isinstance(exc, gitlab.exceptions.GitlabParsingError):
+        return TransientProviderError(f"GitLab sent an unparsable answer: {exc}")
+    if isinstance(exc, gitlab.exceptions.RedirectError):
+        return PermanentProviderError(f"GitLab redirected a write request: {exc}")
+    if isinstance(exc, gitlab.exceptions.GitlabError):
+        code = exc.response_code or 0
+        if code >= 500:
+            return TransientProviderError(f"GitLab {code}: {exc.error_message}")
+        return PermanentProviderError(f"GitLab {code}: {exc.error_message}")
+    return None
 
 
 # ---------------------------------------------------------------------------------------
 # Parsing helpers
-
-
-def parse_time(value: object) -> datetime | None:
-    """GitLab timestamps (``2026-11-23T09:00:00.000Z``) as aware datetimes."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _gid_number(value: object) -> str:
@@ -317,7 +179,7 @@ class _Project:
 class GitLabProvider:
     """:class:`providers.base.Provider` for one GitLab instance (REST v4 + GraphQL)."""
 
-    kind = "gitlab"
+    kind = ForgeKind.GITLAB
 
     def __init__(
         self,
@@ -325,131 +187,81 @@ class GitLabProvider:
         *,
         observer: RequestObserver = ignore_request,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.name = options.name
         self._options = options
-        self._observer = observer
         self._clock = clock
         self._prefix = runner_name_prefix(options.instance_id)
-        self._budget = _Budget(options.requests_per_minute, clock)
-        self._rate = _RateState()
-        self._rate_lock = threading.Lock()
-        self._local = threading.local()
-        self._sem = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
-        self._blocked_until = 0.0
-        self._note = ""
-        self._stretched: float | None = None
-        self._instance_result: list[PendingJob] | None = None
-        self._group_projects: list[_Project] = []
-        self._groups_fetched_at: float | None = None
-        self._results: dict[str, list[PendingJob]] = {}
-        self._polled_at: dict[str, float] = {}
-        self._ids: dict[tuple[str, str], int] = {}
+        self._budget = Budget(options.requests_per_minute, clock, sleep)
+        self._gate = RateGate(
+            clock,
+            min_wait_s=options.min_retry_wait_s,
+            max_wait_s=options.max_retry_wait_s,
+            default_wait_s=DEFAULT_RETRY_AFTER_S,
+        )
+        self._http = ForgeHTTP(
+            name=options.name,
+            base_url=options.url,
+            limits=Limits(
+                request_timeout_s=options.request_timeout_s,
+                call_deadline_s=options.call_deadline_s,
+                min_wait_s=options.min_retry_wait_s,
+                max_wait_s=options.max_retry_wait_s,
+                max_concurrency=MAX_CONCURRENT_CALLS,
+            ),
+            budget=self._budget,
+            gate=self._gate,
+            rate=RateView("ratelimit-"),
+            template=endpoint_template,
+            observer=observer,
+        )
         self._gl = gitlab.Gitlab(
             options.url,
             private_token=options.token,
             timeout=options.request_timeout_s,
             retry_transient_errors=False,
             per_page=PER_PAGE,
+            keep_base_url=True,
+            session=self._http.session,
         )
-        adapter = _ObservingAdapter(self)
-        self._gl.session.mount("http://", adapter)
-        self._gl.session.mount("https://", adapter)
+        self._book = ScopeBook(clock)
+        self._note = ""
+        self._stretched: float | None = None
+        self._instance_result: list[PendingJob] | None = None
+        self._group_projects: list[_Project] = []
+        self._groups_fetched_at: float | None = None
+        self._ids: dict[tuple[str, str], int] = {}
+        self._busy_seen: dict[str, RunnerActivity] = {}
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _seen(self, template: str, status: int, headers: Mapping[str, str] | None) -> None:
-        """Called by the transport for every request, in a worker thread.
-
-        So the observer runs in that thread too: it must be thread-safe (prometheus
-        counters are) and cheap.
-        """
-        self._local.headers = headers
-        self._budget.charge()
-        with self._rate_lock:
-            self._rate.requests_total += 1
-            if headers is not None:
-                self._remember_rate_headers(headers, limited=status == 429)
-        with contextlib.suppress(Exception):  # metrics must never break a forge call
-            self._observer(self.name, template, status)
-
-    def _remember_rate_headers(self, headers: Mapping[str, str], *, limited: bool) -> None:
-        """Keep the budget GitLab reports; a 429 means 0 left until its window ends.
-
-        Concurrent answers arrive in any order, so while a 429's wait is running an
-        earlier, more optimistic ``RateLimit-Remaining`` does not overwrite the 0.
-        """
-        waiting = self._blocked_until > self._clock()
-        with contextlib.suppress(TypeError, ValueError):
-            if limited:
-                self._rate.remaining = 0
-                wait = retry_after_from(headers)
-                self._blocked_until = max(self._blocked_until, self._clock() + wait)
-            elif "RateLimit-Remaining" in headers and not waiting:
-                self._rate.remaining = int(headers["RateLimit-Remaining"])
-            if "RateLimit-Limit" in headers:
-                self._rate.limit = int(headers["RateLimit-Limit"])
-            if self._rate.remaining == 0 and "RateLimit-Reset" in headers:
-                wait = retry_after_from({"RateLimit-Reset": headers["RateLimit-Reset"]})
-                self._blocked_until = max(self._blocked_until, self._clock() + wait)
-
-    def _last_headers(self) -> Mapping[str, str] | None:
-        return cast("Mapping[str, str] | None", getattr(self._local, "headers", None))
-
-    def _guarded(self, fn: Callable[[], T], not_found: type[ProviderError]) -> T:
-        """Run ``fn`` in this (worker) thread with library errors translated."""
-        self._local.headers = None
-        with _translate_errors(self._last_headers, not_found):
-            return fn()
-
-    def _check_blocked(self) -> None:
-        """Refuse calls while GitLab told us to wait, instead of sleeping."""
-        wait = self._blocked_until - self._clock()
-        if wait > 0:
-            raise RateLimited(f"GitLab rate limit: waiting {wait:.0f}s more", retry_after=wait)
-
-    async def _run(
-        self, fn: Callable[[], T], not_found: type[ProviderError] = PermanentProviderError
-    ) -> T:
-        """One blocking forge call in a thread, bounded, translated, rate-limit aware."""
-        self._check_blocked()
-        async with self._sem:
-            try:
-                return await asyncio.to_thread(self._guarded, fn, not_found)
-            except RateLimited as exc:
-                wait = DEFAULT_RETRY_AFTER_S if exc.retry_after is None else exc.retry_after
-                self._blocked_until = max(self._blocked_until, self._clock() + wait)
-                raise
+    async def _call(self, priority: Priority, fn: Callable[[], T]) -> T:
+        return await self._http.call(priority, fn, _translate)
 
     def _list(self, path: str, query: JSON | None = None, *, all_pages: bool = True) -> list[JSON]:
         """GET a list endpoint, following ``Link: rel=next`` when ``all_pages``."""
         query = {"per_page": PER_PAGE, **(query or {})}
         result = self._gl.http_list(
-            path,
-            query_data=query,
-            get_all=all_pages,
-            obey_rate_limit=False,
-            max_retries=0,
+            path, query_data=query, get_all=all_pages, obey_rate_limit=False, max_retries=0
         )
         return [item for item in result if isinstance(item, dict)]
 
-    def _get(self, path: str) -> JSON:
-        result = self._gl.http_get(path, obey_rate_limit=False, max_retries=0)
+    def _object(self, result: object, path: str) -> JSON:
         if not isinstance(result, dict):
             raise PermanentProviderError(f"GitLab answered {path} with a non-object")
         return result
+
+    def _get(self, path: str) -> JSON:
+        return self._object(self._gl.http_get(path, obey_rate_limit=False, max_retries=0), path)
 
     def _post(self, path: str, data: JSON) -> JSON:
         result = self._gl.http_post(path, post_data=data, obey_rate_limit=False, max_retries=0)
-        if not isinstance(result, dict):
-            raise PermanentProviderError(f"GitLab answered {path} with a non-object")
-        return result
+        return self._object(result, path)
 
     def _put(self, path: str, data: JSON) -> JSON:
         result = self._gl.http_put(path, post_data=data, obey_rate_limit=False, max_retries=0)
-        if not isinstance(result, dict):
-            raise PermanentProviderError(f"GitLab answered {path} with a non-object")
-        return result
+        return self._object(result, path)
 
     def _delete(self, path: str) -> None:
         self._gl.http_delete(path, obey_rate_limit=False, max_retries=0)
@@ -468,13 +280,15 @@ class GitLabProvider:
     async def _refresh_groups_if_due(self) -> None:
         """Expand groups (with subgroups) again every ``group_refresh_s``.
 
-        A failed refresh keeps the previous expansion; only the very first one raises.
+        The first expansion is part of the job poll; later ones are sweeps (skipped when
+        the budget is short). A failed refresh keeps the previous expansion.
         """
         fetched = self._groups_fetched_at
         if fetched is not None and self._clock() - fetched < self._options.group_refresh_s:
             return
+        priority = Priority.JOB_POLL if fetched is None else Priority.SWEEP
         try:
-            projects = await self._run(self._expand_groups)
+            projects = await self._call(priority, self._expand_groups)
         except ProviderError:
             if fetched is None:
                 raise
@@ -492,11 +306,25 @@ class GitLabProvider:
                 found[key] = _Project(key=key, scope=scope)
         return list(found.values())
 
+    def _in_scope(self, project_id: int, path: str) -> bool:
+        """Is this project one the configuration asks us to serve (webhook check)?"""
+        if self._options.instance:
+            return True
+        lowered = path.lower()
+        for ref in self._options.projects:
+            if ref == str(project_id) or (lowered and ref.lower() == lowered):
+                return True
+        if any(p.key == str(project_id) for p in self._group_projects):
+            return True
+        return bool(lowered) and any(
+            lowered.startswith(group.lower() + "/") for group in self._options.groups
+        )
+
     # -- pending jobs -----------------------------------------------------------------
 
     async def pending_jobs(self) -> Sequence[PendingJob]:
         """Every waiting job: GraphQL for an admin instance scope, else project polls."""
-        self._check_blocked()
+        self._gate.check(self.name)
         has_scopes = bool(self._options.projects or self._options.groups)
         if self._options.instance:
             try:
@@ -519,7 +347,7 @@ class GitLabProvider:
         """
         if self._instance_result is not None and not self._budget.available():
             return self._instance_result
-        self._instance_result = await self._run(self._graphql_jobs)
+        self._instance_result = await self._call(Priority.JOB_POLL, self._graphql_jobs)
         return self._instance_result
 
     def _graphql_jobs(self) -> list[PendingJob]:
@@ -542,21 +370,24 @@ class GitLabProvider:
     async def _poll_projects(self) -> list[PendingJob]:
         """Poll as many projects as the budget allows (stalest first), keep the rest."""
         projects = await self._projects()
-        keys = {p.key for p in projects}
-        for stale in set(self._results) - keys:
-            self._results.pop(stale, None)
-            self._polled_at.pop(stale, None)
-        due = sorted(projects, key=lambda p: self._polled_at.get(p.key, float("-inf")))
-        batch = due[: self._budget.available()]
-        outcomes = await asyncio.gather(*(self._poll_one(p) for p in batch), return_exceptions=True)
-        self._settle(batch, outcomes)
-        self._note_budget(len(batch), len(projects))
-        return [job for p in projects for job in self._results.get(p.key, ())]
+        by_key = {p.key: p for p in projects}
+        keys = list(by_key)
+        self._book.labels.update({p.key: p.scope for p in projects})
+
+        async def poll_one(key: str) -> list[PendingJob]:
+            return await self._poll_one(by_key[key])
+
+        done = await poll_scopes(
+            self._book, keys, poll_one, self._budget, verify_identity=self._verify_identity
+        )
+        self._note_budget(done.polled, done.due)
+        return self._book.jobs(keys)
 
     def _note_budget(self, polled: int, total: int) -> None:
         """When a poll cannot cover every project, say how stale the demand may get."""
         if polled >= total:
             self._stretched = None
+            self._note = ""
             return
         self._stretched = total / self._budget.rate  # seconds to poll every project once
         self._note = f"polled {polled} of {total} projects (budget)"
@@ -564,29 +395,15 @@ class GitLabProvider:
     async def _poll_one(self, project: _Project) -> list[PendingJob]:
         path = f"/projects/{quote(project.key, safe='')}/jobs"
         query = {"scope[]": self._statuses()}
-        raw = await self._run(lambda: self._list(path, query))
+        raw = await self._call(Priority.JOB_POLL, lambda: self._list(path, query))
         return [job_from_rest(j, project.scope) for j in raw if j.get("status") in self._statuses()]
 
-    def _settle(self, batch: Sequence[_Project], outcomes: Sequence[object]) -> None:
-        """Store results; re-raise what must reach the daemon (limits, auth, total outage)."""
-        now = self._clock()
-        transient: list[TransientProviderError] = []
-        for project, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, list):
-                self._results[project.key] = outcome
-                self._polled_at[project.key] = now
-            elif isinstance(outcome, RateLimited | ProviderAuthError):
-                raise outcome
-            elif isinstance(outcome, TransientProviderError):
-                transient.append(outcome)
-            elif isinstance(outcome, PermanentProviderError):
-                self._polled_at[project.key] = now  # do not retry it first next time
-                self._results.pop(project.key, None)  # its old jobs are not demand any more
-                self._note = f"project {project.scope}: {outcome}"
-            elif isinstance(outcome, BaseException):
-                raise outcome
-        if transient and len(transient) == len(batch):
-            raise transient[0]
+    async def _verify_identity(self) -> None:
+        """Every project refused: is it the token? ``GET /user`` (401/403: pause the forge)."""
+        try:
+            await self._call(Priority.JOB_POLL, lambda: self._get("/user"))
+        except AccessDenied as exc:
+            raise ProviderAuthError(f"GitLab refused the token's identity check: {exc}") from exc
 
     # -- runners ----------------------------------------------------------------------
 
@@ -598,7 +415,7 @@ class GitLabProvider:
             "run_untagged": request.run_untagged,
             **await self._runner_owner(),
         }
-        created = await self._run(lambda: self._post("/user/runners", data))
+        created = await self._call(Priority.REGISTRATION, lambda: self._post("/user/runners", data))
         token = str(created.get("token") or "")
         if not token or "id" not in created:
             raise PermanentProviderError("POST /user/runners answered without id/token")
@@ -667,11 +484,19 @@ class GitLabProvider:
             return int(ref)
         cached = self._ids.get((kind, ref))
         if cached is None:
-            entity = await self._run(lambda: self._get(f"/{kind}/{quote(ref, safe='')}"))
+            path = f"/{kind}/{quote(ref, safe='')}"
+            entity = await self._call(Priority.REGISTRATION, lambda: self._get(path))
             cached = self._ids[(kind, ref)] = int(entity["id"])
         return cached
 
-    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
+    async def _runner_call(self, priority: Priority, fn: Callable[[], T]) -> T:
+        """A call on one runner: its 404 means the runner is gone."""
+        try:
+            return await self._call(priority, fn)
+        except NotFound as exc:
+            raise RunnerNotFound(str(exc)) from exc
+
+    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None:
         """Pause, make sure no job runs on it, then ``DELETE /runners/:id``.
 
         GitLab deletes a runner even while it runs a job (and the job is lost), so the
@@ -680,25 +505,26 @@ class GitLabProvider:
         ``force`` (its container is going away anyway) it is deleted straight away. Only a
         runner whose description has this instance's prefix is ever touched.
         """
+        forge_runner_id = _runner_id(RunnerRef.of(runner))
         path = f"/runners/{quote(forge_runner_id, safe='')}"
-        runner = await self._run(lambda: self._get(path), RunnerNotFound)
-        if not str(runner.get("description") or "").startswith(self._prefix):
+        prio = Priority.REGISTRATION
+        entity = await self._runner_call(prio, lambda: self._get(path))
+        if not str(entity.get("description") or "").startswith(self._prefix):
             raise PermanentProviderError(
                 f"runner {forge_runner_id} was not created by this instance; not deleting it"
             )
-        if force:
-            await self._run(lambda: self._delete(path), RunnerNotFound)
-            return
-        await self._run(lambda: self._put(path, {"paused": True}), RunnerNotFound)
-        activity = await self._activity(forge_runner_id)
-        if activity.busy:
-            await self._run(lambda: self._put(path, {"paused": False}), RunnerNotFound)
-            raise RunnerBusy(f"runner {forge_runner_id} is running job {activity.current_job}")
-        await self._run(lambda: self._delete(path), RunnerNotFound)
+        if not force:
+            await self._runner_call(prio, lambda: self._put(path, {"paused": True}))
+            activity = await self._jobs_of(forge_runner_id, prio)
+            if activity.busy:
+                await self._runner_call(prio, lambda: self._put(path, {"paused": False}))
+                raise RunnerBusy(f"runner {forge_runner_id} is running job {activity.current_job}")
+        await self._runner_call(prio, lambda: self._delete(path))
+        self._busy_seen.pop(forge_runner_id, None)
 
     async def list_own_runners(self) -> Sequence[ForgeRunner]:
         """Runners whose description starts with this instance's prefix."""
-        runners = await self._all_runners()
+        runners = await self._all_runners(Priority.SWEEP)
         return [
             ForgeRunner(
                 id=str(r["id"]),
@@ -710,38 +536,66 @@ class GitLabProvider:
             if str(r.get("description") or "").startswith(self._prefix)
         ]
 
-    async def _all_runners(self) -> list[JSON]:
+    async def _all_runners(self, priority: Priority) -> list[JSON]:
         """``/runners/all`` for an admin instance scope, else (or when refused) ``/runners``."""
         if self._options.instance:
             try:
-                return await self._run(lambda: self._list("/runners/all"))
-            except ProviderAuthError:
+                return await self._call(priority, lambda: self._list("/runners/all"))
+            except AccessDenied:
                 pass  # not an admin after all: the runners this user manages still count
-        return await self._run(lambda: self._list("/runners"))
+        return await self._call(priority, lambda: self._list("/runners"))
 
-    async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
-        """Busy while a job runs on it; ``last_job_ended_at`` from its latest finished job."""
-        outcomes = await asyncio.gather(
-            *(self._activity(rid) for rid in forge_runner_ids), return_exceptions=True
-        )
-        for outcome in outcomes:  # all calls have ended: no stray task outlives this call
-            if isinstance(outcome, BaseException):
+    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
+        """Busy flags from one runner listing; per-runner job look-ups only on change.
+
+        A runner whose ``job_execution_status`` is what it was last time answers from
+        memory; one that changed (or is not in the listing) costs one
+        ``GET /runners/:id/jobs``, which also gives the job id and the last job's end.
+        """
+        ids = [_runner_id(RunnerRef.of(r)) for r in runners]
+        if not ids:
+            return []
+        listing = {str(r.get("id")): r for r in await self._all_runners(Priority.ACTIVITY)}
+        answers: dict[str, RunnerActivity] = {}
+        to_check: list[str] = []
+        for rid in ids:
+            listed = listing.get(rid)
+            previous = self._busy_seen.get(rid)
+            busy = listed is not None and listed.get("job_execution_status") == "active"
+            if listed is not None and previous is not None and previous.busy == busy:
+                answers[rid] = previous
+            else:
+                to_check.append(rid)
+        checks: list[Awaitable[RunnerActivity]] = [
+            self._jobs_of(rid, Priority.ACTIVITY) for rid in to_check
+        ]
+        outcomes = await asyncio.gather(*checks, return_exceptions=True)
+        for rid, outcome in zip(to_check, outcomes, strict=True):
+            if isinstance(outcome, RunnerActivity):
+                answers[rid] = outcome
+            elif isinstance(outcome, BudgetShort) and rid in listing:
+                busy = listing[rid].get("job_execution_status") == "active"
+                answers[rid] = RunnerActivity(rid, busy=busy)  # detail next round
+                continue
+            elif isinstance(outcome, BaseException):
                 raise outcome
-        return cast("list[RunnerActivity]", outcomes)
+            if answers[rid].exists:
+                self._busy_seen[rid] = answers[rid]
+            else:
+                self._busy_seen.pop(rid, None)
+        return [answers[rid] for rid in ids]
 
-    async def _activity(self, runner_id: str) -> RunnerActivity:
+    async def _jobs_of(self, runner_id: str, priority: Priority) -> RunnerActivity:
         """One request: the runner's newest jobs show both a running job and the last end.
 
         A runner takes jobs one at a time here (run-single), so a running job is among
         its newest; ``last_job_ended_at`` is the latest ``finished_at`` among them.
         """
         path = f"/runners/{quote(runner_id, safe='')}/jobs"
+        query = {"order_by": "id", "sort": "desc", "per_page": 5}
         try:
-            recent = await self._run(
-                lambda: self._list(
-                    path, {"order_by": "id", "sort": "desc", "per_page": 5}, all_pages=False
-                ),
-                RunnerNotFound,
+            recent = await self._runner_call(
+                priority, lambda: self._list(path, query, all_pages=False)
             )
         except RunnerNotFound:
             return RunnerActivity(runner_id, busy=False, exists=False)
@@ -754,7 +608,11 @@ class GitLabProvider:
     # -- webhooks ---------------------------------------------------------------------
 
     async def handle_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
-        """Check ``X-Gitlab-Token``, then turn a Job Hook into demand hints."""
+        """Check ``X-Gitlab-Token``, then turn a Job Hook of a served project into a hint.
+
+        A hook for a project outside the configured scopes is accepted but is no demand
+        (issue 11.6). Hints are the caller's to keep; nothing is cached here.
+        """
         lowered = {k.lower(): v for k, v in headers.items()}
         self._check_webhook_token(lowered.get("x-gitlab-token", ""))
         payload = _parse_json_object(body)
@@ -763,11 +621,13 @@ class GitLabProvider:
             return WebhookResult(event=event or "unknown", nudge=False)
         job_id, project_id, status = _job_hook_fields(payload)
         event_name = f"Job Hook {status}"
+        scope = _payload_scope(payload, project_id)
+        if not self._in_scope(project_id, scope if scope != str(project_id) else ""):
+            return WebhookResult(event=f"{event_name} (project not in scope)", nudge=False)
         if status in _NOT_WAITING:
             return WebhookResult(event=event_name, nudge=True, finished_job_ids=(str(job_id),))
         if status not in self._statuses():
             return WebhookResult(event=event_name, nudge=False)
-        scope = _payload_scope(payload, project_id)
         return WebhookResult(
             event=event_name, nudge=True, jobs=await self._hook_job(project_id, job_id, scope)
         )
@@ -783,7 +643,7 @@ class GitLabProvider:
         """The job's tags (a Job Hook has none). A failed lookup only loses the hint."""
         path = f"/projects/{project_id}/jobs/{job_id}"
         try:
-            job = await self._run(lambda: self._get(path))
+            job = await self._call(Priority.WEBHOOK, lambda: self._get(path))
         except ProviderError:
             return ()
         if job.get("status") not in self._statuses():
@@ -794,27 +654,30 @@ class GitLabProvider:
 
     def health(self) -> ProviderHealth:
         """In-memory rate-limit view; never does I/O."""
-        with self._rate_lock:
-            rate = dataclasses.replace(self._rate)
-        wait = self._blocked_until - self._clock()
+        rate = self._http.rate
+        wait = self._gate.remaining_wait()
         note = f"rate limited for {wait:.0f}s more" if wait > 0 else self._note
         return ProviderHealth(
             rate_limit_remaining=rate.remaining,
             rate_limit_limit=rate.limit,
             poll_interval_s=self._stretched,
             note=note,
-            requests_total=rate.requests_total,
+            requests_total=self._http.requests_total,
+            scope_errors=self._book.errors(),
+            requests_by_class={p.name.lower(): n for p, n in self._budget.sent.items()},
+            skipped_by_class={p.name.lower(): n for p, n in self._budget.skipped.items()},
         )
 
     async def aclose(self) -> None:
-        """Close the HTTP session (waits for in-flight calls to release the semaphore)."""
-        for _ in range(MAX_CONCURRENT_CALLS):
-            await self._sem.acquire()
-        try:
-            await asyncio.to_thread(self._gl.session.close)
-        finally:
-            for _ in range(MAX_CONCURRENT_CALLS):
-                self._sem.release()
+        """Close the HTTP session (waits for in-flight calls to end)."""
+        await self._http.aclose()
+
+
+def _runner_id(ref: RunnerRef) -> str:
+    """GitLab hands out the id at registration, so a reference always carries one."""
+    if ref.forge_id is None:
+        raise PermanentProviderError(f"GitLab runner {ref} has no id (GitLab always gives one)")
+    return ref.forge_id
 
 
 def _parse_json_object(body: bytes) -> JSON:

@@ -20,6 +20,7 @@ from orchestrator.runtime import (
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
+    ContainerStartError,
     EventCallback,
     GpuRequest,
     HostStatus,
@@ -27,11 +28,13 @@ from orchestrator.runtime import (
     Listing,
 )
 from providers.base import (
+    ForgeKind,
     ForgeRunner,
     PendingJob,
     ProviderHealth,
     Registration,
     RunnerActivity,
+    RunnerRef,
     RunnerRequest,
     WebhookResult,
     runner_name_prefix,
@@ -120,13 +123,13 @@ class FakeForge:
         self,
         world: FakeWorld,
         name: str = "gitlab",
-        kind: str = "gitlab",
+        kind: ForgeKind | str = ForgeKind.GITLAB,
         instance_id: str = "test",
         webhook_secret: str = "hook-secret",
     ) -> None:
         self.world = world
         self.name = name
-        self.kind = kind
+        self.kind = ForgeKind(kind)
         self.instance_id = instance_id
         self.webhook_secret = webhook_secret
         self.fail: ProviderError | None = None  # raised by every call while set
@@ -163,28 +166,37 @@ class FakeForge:
             credential_env="CI_SERVER_TOKEN",
         )
 
-    async def unregister_runner(self, forge_runner_id: str, *, force: bool = False) -> None:
+    def _find(self, ref: RunnerRef) -> FakeForgeRunner | None:
+        if ref.forge_id is not None:
+            return self.world.runners.get(ref.forge_id)
+        return next((r for r in self.world.runners.values() if r.name == ref.name), None)
+
+    async def unregister_runner(self, runner_ref: RunnerRef | str, *, force: bool = False) -> None:
         self._check("unregister_runner")
-        runner = self.world.runners.get(forge_runner_id)
+        ref = RunnerRef.of(runner_ref)
+        runner = self._find(ref)
         if runner is None:
-            raise RunnerNotFound(forge_runner_id)
+            raise RunnerNotFound(str(ref))
+        forge_runner_id = runner.id
         # GitHub refuses a busy runner even when forced; GitLab (our provider) only without.
-        if runner.busy and (self.kind == "github" or (self.refuse_busy_delete and not force)):
+        github = self.kind is ForgeKind.GITHUB
+        if runner.busy and (github or (self.refuse_busy_delete and not force)):
             raise RunnerBusy(forge_runner_id)
         del self.world.runners[forge_runner_id]
         self.world.events.append(f"unregister {forge_runner_id}")
 
-    async def runner_activity(self, forge_runner_ids: Sequence[str]) -> Sequence[RunnerActivity]:
+    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
         self._check("runner_activity")
         out = []
-        for rid in forge_runner_ids:
-            runner = self.world.runners.get(rid)
+        for value in runners:
+            ref = RunnerRef.of(value)
+            runner = self._find(ref)
             if runner is None:
-                out.append(RunnerActivity(rid, busy=False, exists=False))
+                out.append(RunnerActivity(str(ref), busy=False, exists=False))
             else:
                 out.append(
                     RunnerActivity(
-                        rid,
+                        runner.id,
                         busy=runner.busy,
                         current_job=runner.job,
                         last_job_ended_at=runner.last_job_ended_at,
@@ -223,9 +235,6 @@ class FakeForge:
     def health(self) -> ProviderHealth:
         return ProviderHealth(requests_total=len(self.calls))
 
-    async def release_unused(self) -> None:
-        return None
-
     async def aclose(self) -> None:
         self.closed = True
 
@@ -241,13 +250,21 @@ class FakeRuntime:
         self.host_names = tuple(hosts)
         self.down: set[str] = set()
         self.fail_start: str = ""  # error message for start_container while set
+        #: pool -> exit code: that pool's containers start, then exit at once (a broken
+        #: runner command, a runner that cannot reach its forge).
+        self.exit_at_start: dict[str, int] = {}
         self.on_event: EventCallback | None = None
+        self.released = 0
         self.closed = False
 
     async def start(self, on_event: EventCallback) -> None:
         self.on_event = on_event
 
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        if spec.instance_id and spec.instance_id != self.instance_id:
+            raise ContainerStartError(
+                f"spec is for instance {spec.instance_id!r}, this runtime is {self.instance_id!r}"
+            )
         host = next((h for h in self.host_names if h not in self.down), None)
         if host is None:
             raise HostUnavailable("local", "all hosts down")
@@ -257,13 +274,14 @@ class FakeRuntime:
         return self._info(self.world.containers[cid])
 
     async def start_container(self, info: ContainerInfo) -> ContainerInfo:
-        from orchestrator.runtime import ContainerStartError
-
         if self.fail_start:
             raise ContainerStartError(self.fail_start, host=info.host, container_id=info.id)
         container = self.world.containers[info.id]
         container.status = "running"
         self.world.events.append(f"start {info.id}")
+        code = self.exit_at_start.get(container.spec.pool)
+        if code is not None:
+            container.status, container.exit_code = "exited", code
         return self._info(container)
 
     def exit(self, container_id: str, code: int = 0) -> None:
@@ -302,6 +320,9 @@ class FakeRuntime:
         )
 
     async def logs(self, host: str, container_id: str, tail: int = 100) -> str:
+        container = self.world.containers.get(container_id)
+        if container is not None and container.spec.pool in self.exit_at_start:
+            return f"log of {container_id}\nERROR: could not reach the forge\n"
         return f"log of {container_id}\njob done\n"
 
     def hosts(self) -> Sequence[HostStatus]:
@@ -322,6 +343,9 @@ class FakeRuntime:
         if all(h in self.down for h in self.host_names):
             return "every docker host is down"
         return ""
+
+    async def release_unused(self) -> None:
+        self.released += 1
 
     async def aclose(self) -> None:
         self.closed = True

@@ -36,12 +36,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import io
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
 
@@ -104,6 +107,11 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+#: What the docker SDK and its transport raise (requests' errors are OSErrors). Only these
+#: are translated into runtime errors; anything else is a bug of ours and propagates.
+_SDK_ERRORS: tuple[type[BaseException], ...] = (docker.errors.DockerException, OSError)
 
 
 class NotOurs(RuntimeFailure):
@@ -210,6 +218,7 @@ class DockerRuntime:
         self._hosts = {h.name: _Host(h) for h in hosts}
         self._max_concurrency = max(1, max_concurrency)
         self._semaphore: asyncio.Semaphore | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_event: EventCallback | None = None
         self._labels = labels_for(instance_id)
@@ -219,11 +228,18 @@ class DockerRuntime:
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A blocking SDK call in a worker thread, bounded by the semaphore."""
+        """A blocking SDK call in one of this runtime's own worker threads, bounded by the
+        semaphore. Own threads, not the loop's default pool: a forge adapter whose calls
+        hang (a trickling forge) can fill the default pool, and must not stall Docker."""
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self._max_concurrency, thread_name_prefix="docker-runtime"
+            )
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         async with self._semaphore:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _host(self, name: str) -> _Host:
         try:
@@ -288,7 +304,7 @@ class DockerRuntime:
             if not host.network_ready:
                 await self._run(self._ensure_network_sync, host.client)
                 host.network_ready = True
-        except Exception as exc:  # noqa: BLE001 - any failure to connect means: down, retry later
+        except _SDK_ERRORS as exc:  # any failure to connect means: down, retry later
             self._mark_down(host, exc)
             return False
         host.ok = True
@@ -370,6 +386,9 @@ class DockerRuntime:
             host.ok = False
             host.error = "closed"
             host.network_ready = False
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     # --- events -----------------------------------------------------------------------------
 
@@ -585,7 +604,7 @@ class DockerRuntime:
             attrs = await self._run(self._create_sync, host.client, spec, host.name)
         except RuntimeFailure:
             raise
-        except Exception as exc:
+        except _SDK_ERRORS as exc:
             raise self._translate(host, exc, "create", spec.name) from exc
         info = self._info(host.name, attrs)
         host.containers.add(info.id)
@@ -606,7 +625,7 @@ class DockerRuntime:
 
         try:
             attrs = await self._run(_start)
-        except Exception as exc:
+        except _SDK_ERRORS as exc:
             raise self._translate(host, exc, "start", info.name, info.id) from exc
         return self._info(host.name, attrs)
 
@@ -640,7 +659,7 @@ class DockerRuntime:
             await self._run(_stop)
         except RuntimeFailure:
             raise
-        except Exception as exc:
+        except _SDK_ERRORS as exc:
             raise self._translate(h, exc, "stop", container_id, container_id) from exc
 
     async def remove(self, host: str, container_id: str) -> None:
@@ -663,7 +682,7 @@ class DockerRuntime:
             await self._run(_remove)
         except RuntimeFailure:
             raise
-        except Exception as exc:
+        except _SDK_ERRORS as exc:
             raise self._translate(h, exc, "remove", container_id, container_id) from exc
         h.containers.discard(container_id)
 
@@ -692,7 +711,7 @@ class DockerRuntime:
                 return None
             try:
                 attrs = await self._run(self._list_sync, host.client)
-            except Exception as exc:  # noqa: BLE001 - the host goes to Listing.unreachable
+            except _SDK_ERRORS as exc:  # the host goes to Listing.unreachable
                 self._mark_down(host, exc)
                 return None
             return [
@@ -726,7 +745,7 @@ class DockerRuntime:
 
         try:
             data = await self._run(_logs)
-        except Exception as exc:
+        except _SDK_ERRORS as exc:
             raise self._translate(h, exc, "logs", container_id, container_id) from exc
         return data.decode("utf-8", errors="replace")
 
@@ -775,7 +794,7 @@ class DockerRuntime:
                 if await self._run(_remove, host.client):
                     done.append(host.name)
                 host.network_ready = False
-            except Exception as exc:  # noqa: BLE001 - best effort at drain; host marked down
+            except _SDK_ERRORS as exc:  # best effort at drain; host marked down
                 self._mark_down(host, exc)
         return done
 
@@ -798,21 +817,13 @@ class DockerRuntime:
 
         total = 0
         for host in self._hosts.values():
-            if await self._connected(host, force=True):
+            if not await self._connected(host, force=True):
+                continue
+            try:
                 total += await self._run(_remove, host.client)
+            except _SDK_ERRORS as exc:  # best effort at drain; host marked down
+                self._mark_down(host, exc)
         return total
-
-    async def prune(self, keep_runner_ids: Iterable[str]) -> builtins.list[ContainerInfo]:
-        """Remove our containers whose runner-id label is not in ``keep_runner_ids``.
-        Only reachable hosts are touched (an unreachable host's containers are unknown)."""
-        keep = set(keep_runner_ids)
-        listing = await self.list()
-        removed = []
-        for info in listing.containers:
-            if info.runner_id not in keep:
-                await self.remove(info.host, info.id)
-                removed.append(info)
-        return removed
 
     # --- translation ------------------------------------------------------------------------
 
@@ -842,9 +853,10 @@ class DockerRuntime:
     def _translate(
         self, host: _Host, exc: BaseException, op: str, what: str, container_id: str = ""
     ) -> RuntimeFailure:
-        """SDK error -> runtime error. Connection trouble also marks the host down; the
-        engine refusing a create or start is a :class:`ContainerStartError`; anything else
-        (a stop or remove the engine refused) a plain :class:`RuntimeFailure`."""
+        """SDK error (one of :data:`_SDK_ERRORS`; callers catch only those) -> runtime error.
+        Connection trouble also marks the host down; the engine refusing a create or start
+        is a :class:`ContainerStartError`; anything else (a stop or remove the engine
+        refused) a plain :class:`RuntimeFailure`."""
         if isinstance(exc, _CONNECTION_ERRORS) or (
             isinstance(exc, docker.errors.DockerException)
             and not isinstance(exc, docker.errors.APIError)

@@ -201,3 +201,31 @@ def test_error_translation(runtime: DockerRuntime) -> None:
     assert "could not select device driver" in str(start)
     stop = runtime._translate(host, api, "stop", "cid", "cid")
     assert type(stop) is RuntimeFailure
+
+
+async def test_a_bug_of_ours_is_not_translated_into_a_runtime_error(
+    runtime: DockerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only docker SDK / transport errors become RuntimeFailure. An AttributeError from our
+    own code used to become ContainerStartError, then spawn backoff and pool_unavailable:
+    a bug dressed up as an operational fault."""
+    host = runtime._hosts["h1"]
+    host.ok, host.client, host.network_ready = True, object(), True
+
+    async def place(_spec: ContainerSpec) -> object:
+        return host
+
+    def broken(*_args: object) -> dict[str, object]:
+        raise AttributeError("'NoneType' object has no attribute 'api'")
+
+    monkeypatch.setattr(runtime, "_place", place)
+    monkeypatch.setattr(runtime, "_create_sync", broken)
+    with pytest.raises(AttributeError):
+        await runtime.create(spec())
+
+    def refused(*_args: object) -> dict[str, object]:
+        raise docker.errors.APIError("409", explanation="name already in use")
+
+    monkeypatch.setattr(runtime, "_create_sync", refused)
+    with pytest.raises(ContainerStartError, match="name already in use"):
+        await runtime.create(spec())

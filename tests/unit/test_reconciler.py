@@ -135,8 +135,8 @@ async def test_job_taken_between_plan_and_retire_keeps_the_runner(harness: Harne
     late = world.add_job("gitlab", ["docker", "arm64"])  # different pool: not a reason to keep
     world.jobs[late].status = "running"
     world.runners[runner.forge_runner_id].busy = True  # took a job since the last look
-    harness.reconciler._activity_at.clear()  # noqa: SLF001 - stale view, as in production
-    harness.reconciler._activity_at[runner.id] = harness.clock.now  # noqa: SLF001
+    # The periodic view is fresh (so only the re-check before unregistering can see it).
+    harness.reconciler.lifecycle.activity.mark_fresh(runner.id)
     await harness.reconciler.run_once()
     assert harness.journal.get(runner.id).state is RunnerState.BUSY
     assert runner.forge_runner_id in world.runners
@@ -369,6 +369,9 @@ async def test_forced_retire_of_a_busy_github_runner_finishes_once_the_forge_let
     assert world.live_containers() == []
     assert h.journal.get(runner.id).state is RunnerState.DRAINING
     world.finish_job(job)  # the forge notices the runner is gone and not busy
+    await h.reconciler.run_once()  # the retry is not due yet: the forge is not asked
+    assert h.journal.get(runner.id).state is RunnerState.DRAINING
+    h.clock.advance(11)
     await h.reconciler.run_once()
     assert h.journal.get(runner.id).state is RunnerState.REMOVED
     assert world.runners == {}

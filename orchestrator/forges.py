@@ -1,0 +1,352 @@
+"""The forge tracker: what each forge wants (its pending jobs), polled independently.
+
+One :class:`ForgeState` per configured forge holds everything the daemon remembers about
+that forge between reconciles: its last job list, whether it is paused and until when,
+its webhook hints, and the poll in flight. Nothing else in the daemon keeps forge state.
+
+Rules this module enforces:
+
+* **Independent polls.** Each forge's poll is its own task under an overall deadline
+  (``call_timeout_s``). A reconcile waits for the polls at most ``poll_grace_s``; a forge
+  still answering after that keeps its previous view for this reconcile and nudges
+  another one when its answer lands. So a slow or trickling forge never delays another
+  forge, nor the Docker side.
+* **Every wait is clamped.** A ``Retry-After`` (or any wait a forge asks for) is clamped
+  to ``[wait_min_s, wait_max_s]``; a non-finite one counts as the maximum.
+* **Pauses.** An auth failure pauses the forge for ``max(60 s, poll interval)`` (a bad
+  token is not retried faster than once a minute); a rate limit for its clamped
+  ``Retry-After`` (else one interval); any other error backs off exponentially but never
+  past one interval (plus a longer ``Retry-After`` if the forge sent one).
+* **A stale view is never ok.** A forge whose last successful poll is older than
+  ``stale_after_polls`` intervals is *stale*: reported in the snapshot and on ``/ready``.
+* **One hint layer.** A webhook's job (or "finished") is a hint kept until a poll that
+  *started after* the hint supersedes it, and never longer than ``hint_ttl_s`` nor more
+  than ``hint_max`` per forge (oldest dropped first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import structlog
+
+from orchestrator.metrics import Metrics
+from orchestrator.models import ForgeKind, Job
+from orchestrator.snapshot import ForgeStatus
+from providers.base import PendingJob, Provider, WebhookResult
+from providers.errors import (
+    ProviderAuthError,
+    ProviderError,
+    RateLimited,
+    TransientProviderError,
+)
+
+log = structlog.get_logger("orchestrator.forges")
+
+T = TypeVar("T")
+
+#: A bad token is retried at most this often, whatever the poll interval.
+AUTH_PAUSE_MIN_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForgeLimits:
+    """Every bound the tracker applies (from Settings; tests shrink them)."""
+
+    poll_interval_s: float
+    call_timeout_s: float = 30.0  # overall deadline of one forge call (a whole poll)
+    poll_grace_s: float = 5.0  # how long one reconcile waits for polls still running
+    wait_min_s: float = 1.0  # clamp of any wait a forge asks for (Retry-After)
+    wait_max_s: float = 900.0
+    stale_after_polls: float = 3.0
+    hint_ttl_s: float = 600.0
+    hint_max: int = 1000
+
+    @property
+    def auth_pause_s(self) -> float:
+        return max(AUTH_PAUSE_MIN_S, self.poll_interval_s)
+
+    def clamp_wait(self, seconds: float | None, default: float) -> float:
+        """A wait the forge asked for, clamped; ``default`` when it named none (or NaN)."""
+        if seconds is None or math.isnan(seconds):
+            return default
+        if math.isinf(seconds):
+            return self.wait_max_s if seconds > 0 else self.wait_min_s
+        return min(self.wait_max_s, max(self.wait_min_s, seconds))
+
+
+class ForgeDeadline(TransientProviderError):
+    """A forge call did not finish within the overall deadline (slow or trickling forge)."""
+
+
+async def within(seconds: float, request: Awaitable[T]) -> T:
+    """``request`` under an overall deadline; :class:`ForgeDeadline` when it passes."""
+    try:
+        return await asyncio.wait_for(request, seconds)
+    except TimeoutError as exc:
+        raise ForgeDeadline(f"no answer within {seconds:.0f}s") from exc
+
+
+def to_job(forge: str, job: PendingJob) -> Job:
+    """A provider's pending job as the planner's :class:`Job` (naive times taken as UTC)."""
+    created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+    return Job(
+        forge=forge,
+        id=job.id,
+        scope=job.scope,
+        tags=frozenset(job.tags),
+        created_at=created,
+        pipeline=job.pipeline,
+        name=job.name,
+    )
+
+
+@dataclasses.dataclass
+class ForgeState:
+    """What the daemon remembers about one forge. Owned by :class:`ForgeTracker`."""
+
+    name: str
+    kind: ForgeKind
+    provider: Provider
+    jobs: list[Job] = dataclasses.field(default_factory=list)
+    paused: str = ""
+    last_ok_at: datetime | None = None
+    retry_at: datetime | None = None
+    failures: int = 0
+    #: job key -> (job, when the hint arrived); insertion order = age order.
+    hints: dict[str, tuple[Job, datetime]] = dataclasses.field(default_factory=dict)
+    #: job key -> when a webhook said it no longer waits.
+    finished: dict[str, datetime] = dataclasses.field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+
+class ForgeTracker:
+    """Polls every forge, pauses and resumes them, and answers :meth:`demand`."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        *,
+        limits: ForgeLimits,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        nudge: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.limits = limits
+        self.metrics = metrics
+        self.clock = clock
+        self.nudge = nudge
+        self.forges: dict[str, ForgeState] = {
+            name: ForgeState(name=name, kind=ForgeKind(p.kind), provider=p)
+            for name, p in providers.items()
+        }
+        self._waiting = False
+        self._started_at = clock()
+
+    # --- polling -----------------------------------------------------------------------------
+
+    async def poll(self, *, force: bool = False, wait_s: float | None = None) -> None:
+        """Start a poll of every forge that is due, then wait for them up to ``wait_s``
+        (default ``poll_grace_s``). ``force``: poll paused forges too and wait for all.
+
+        A poll still running afterwards keeps going (under its own deadline); its result
+        is used by the next reconcile, which it nudges. An exception that is not a
+        :class:`ProviderError` is a bug: it is raised here, never turned into a pause.
+        """
+        now = self.clock()
+        for forge in self.forges.values():
+            due = force or forge.retry_at is None or now >= forge.retry_at
+            if due and forge.task is None:
+                forge.task = asyncio.create_task(self._poll(forge), name=f"poll-{forge.name}")
+        tasks = [f.task for f in self.forges.values() if f.task is not None]
+        if not tasks:
+            return
+        if force:
+            wait_s = self.limits.call_timeout_s + 1.0
+        self._waiting = True
+        try:
+            await asyncio.wait(
+                tasks, timeout=self.limits.poll_grace_s if wait_s is None else wait_s
+            )
+        finally:
+            self._waiting = False
+        for forge in self.forges.values():
+            task = forge.task
+            if task is not None and task.done():
+                forge.task = None
+                task.result()  # re-raises a bug in the provider or in this module
+
+    async def _poll(self, forge: ForgeState) -> None:
+        started = self.clock()
+        try:
+            pending = await self.call(forge.provider.pending_jobs())
+        except ForgeDeadline as exc:
+            self._failed(forge, exc, "timeout")
+        except ProviderAuthError as exc:
+            self.auth_failed(forge.name, exc)
+        except RateLimited as exc:
+            wait = self.limits.clamp_wait(exc.retry_after, self.limits.poll_interval_s)
+            self._pause(forge, f"rate limited; retrying in {wait:.0f}s", wait)
+            self.metrics.forge_errors.labels(forge.name, "rate_limited").inc()
+        except ProviderError as exc:
+            self._failed(forge, exc, "error")
+        else:
+            self._succeeded(forge, pending, started)
+        if not self._waiting:
+            self.nudge()  # a late answer: let the next reconcile use it now
+
+    def _succeeded(
+        self, forge: ForgeState, pending: Sequence[PendingJob], started: datetime
+    ) -> None:
+        if forge.paused:
+            log.info("forge.resumed", forge=forge.name)
+        forge.jobs = [to_job(forge.name, p) for p in pending]
+        forge.paused = ""
+        forge.failures = 0
+        forge.retry_at = None
+        forge.last_ok_at = self.clock()
+        # Hints that arrived before this poll started are superseded by it.
+        forge.hints = {k: v for k, v in forge.hints.items() if v[1] > started}
+        forge.finished = {k: v for k, v in forge.finished.items() if v > started}
+
+    def _failed(self, forge: ForgeState, exc: ProviderError, kind: str) -> None:
+        forge.failures += 1
+        # Back off, but never past one poll interval: recovery is due within one.
+        wait = min(self.limits.poll_interval_s, 2.0 ** min(forge.failures, 8))
+        if isinstance(exc, TransientProviderError) and exc.retry_after:
+            wait = max(wait, self.limits.clamp_wait(exc.retry_after, wait))
+        self._pause(forge, f"{type(exc).__name__}: {exc}", wait)
+        self.metrics.forge_errors.labels(forge.name, kind).inc()
+
+    def auth_failed(self, name: str, exc: ProviderAuthError) -> None:
+        """The forge refused our token (on a poll or a registration): pause it."""
+        forge = self.forges[name]
+        self._pause(forge, f"authentication failed: {exc}", self.limits.auth_pause_s)
+        self.metrics.forge_errors.labels(forge.name, "auth").inc()
+
+    def _pause(self, forge: ForgeState, reason: str, wait_s: float) -> None:
+        if forge.paused != reason:
+            log.warning("forge.paused", forge=forge.name, reason=reason, retry_in_s=wait_s)
+        forge.paused = reason
+        forge.retry_at = self.clock() + timedelta(seconds=wait_s)
+
+    async def call(self, request: Awaitable[T]) -> T:
+        """Await one forge request (register, unregister, activity...) under the deadline."""
+        return await within(self.limits.call_timeout_s, request)
+
+    async def aclose(self) -> None:
+        """Cancel polls still in flight (shutdown)."""
+        tasks = [f.task for f in self.forges.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for forge in self.forges.values():
+            forge.task = None
+
+    # --- webhooks ------------------------------------------------------------------------------
+
+    def on_webhook(self, name: str, result: WebhookResult) -> None:
+        """Remember what a delivery told us until a later poll supersedes it."""
+        forge = self.forges.get(name)
+        if forge is None:
+            return
+        now = self.clock()
+        for pending in result.jobs:
+            job = to_job(name, pending)
+            forge.hints.pop(job.key, None)  # re-insert: newest last
+            forge.hints[job.key] = (job, now)
+        for job_id in result.finished_job_ids:
+            key = f"{name}:{job_id}"
+            forge.finished.pop(key, None)
+            forge.finished[key] = now
+            forge.hints.pop(key, None)
+        self._bound_hints(forge, now)
+
+    def _bound_hints(self, forge: ForgeState, now: datetime) -> None:
+        oldest = now - timedelta(seconds=self.limits.hint_ttl_s)
+        forge.hints = {k: v for k, v in forge.hints.items() if v[1] > oldest}
+        forge.finished = {k: v for k, v in forge.finished.items() if v > oldest}
+        for book in (forge.hints, forge.finished):
+            for key in list(book)[: max(0, len(book) - self.limits.hint_max)]:
+                del book[key]
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def demand(self) -> list[Job]:
+        """Every pending job: last polls, minus webhook "finished", plus webhook hints."""
+        now = self.clock()
+        jobs: dict[str, Job] = {}
+        for forge in self.forges.values():
+            self._bound_hints(forge, now)
+            for job in forge.jobs:
+                if job.key not in forge.finished:
+                    jobs[job.key] = job
+            for key, (job, _at) in forge.hints.items():
+                jobs.setdefault(key, job)
+        return list(jobs.values())
+
+    def provider(self, name: str) -> Provider | None:
+        forge = self.forges.get(name)
+        return None if forge is None else forge.provider
+
+    def is_paused(self, name: str) -> bool:
+        forge = self.forges.get(name)
+        return forge is not None and bool(forge.paused)
+
+    def paused(self) -> dict[str, str]:
+        """Paused forges and why (the planner lets their jobs wait with ``forge_paused``)."""
+        return {f.name: f.paused for f in self.forges.values() if f.paused}
+
+    def interval(self, forge: ForgeState) -> float:
+        """The forge's effective poll interval (a provider may stretch it)."""
+        return forge.provider.health().poll_interval_s or self.limits.poll_interval_s
+
+    def stale(self, forge: ForgeState) -> str:
+        """Why the forge's view is too old to trust, or ''."""
+        now = self.clock()
+        limit = timedelta(seconds=self.limits.stale_after_polls * self.interval(forge))
+        since = forge.last_ok_at or self._started_at
+        if now - since <= limit:
+            return ""
+        if forge.last_ok_at is None:
+            return "no successful poll yet"
+        age = (now - forge.last_ok_at).total_seconds()
+        return f"last successful poll {age:.0f}s ago"
+
+    def degraded(self) -> list[str]:
+        """Forges that are paused or stale (a reconcile with any of them is not "ok")."""
+        return [f.name for f in self.forges.values() if f.paused or self.stale(f)]
+
+    def statuses(self) -> list[ForgeStatus]:
+        """Each forge for the snapshot (``pending_jobs`` is filled in from the plan)."""
+        out = []
+        for forge in self.forges.values():
+            health = forge.provider.health()
+            out.append(
+                ForgeStatus(
+                    name=forge.name,
+                    kind=forge.kind.value,
+                    paused=bool(forge.paused),
+                    error=forge.paused,
+                    last_ok_at=forge.last_ok_at,
+                    pending_jobs=0,
+                    poll_interval_s=self.interval(forge),
+                    rate_limit_remaining=health.rate_limit_remaining,
+                    note=health.note,
+                    retry_at=forge.retry_at if forge.paused else None,
+                    stale=self.stale(forge),
+                )
+            )
+        return out
+
+    def report(self) -> list[dict[str, object]]:
+        """Each forge's last poll for ``runner-orchestrator plan``."""
+        return [
+            {"name": f.name, "kind": f.kind.value, "pending": len(f.jobs), "error": f.paused}
+            for f in self.forges.values()
+        ]

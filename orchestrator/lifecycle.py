@@ -1,0 +1,410 @@
+"""The runner lifecycle: create, retire and settle runners, journalled before each act.
+
+* **create**: journal ``requested`` -> ``registering`` -> forge registration ->
+  ``starting`` with the forge id -> container created (id journalled) -> started ->
+  ``idle``. A failure marks the runner ``failed`` and counts against its pool's
+  spawn backoff (:class:`orchestrator.backoff.SpawnBackoff`).
+* **retire**: re-check an idle runner for a job -> ``draining`` -> unregister on the
+  forge (so it stops handing out jobs) -> keep the log tail -> stop and remove the
+  container -> ``removed``. An unregistration that fails is retried with backoff per
+  runner (:class:`orchestrator.backoff.RetryBook`), never every reconcile; after a few
+  attempts only the forge sweep retries it, and ``/status`` lists it as an orphaned
+  registration with its reason.
+* **settle**: what the runtime's listing says: a container that exited or vanished
+  retires its runner; one that exited non-zero before its runner proved itself (took a
+  job, or lived past ``early_exit_window_s``) is a spawn failure of its pool; a labelled
+  container with no runner row is an orphan and is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import structlog
+
+from orchestrator.activity import ActivitySync
+from orchestrator.backoff import RetryBook, SpawnBackoff
+from orchestrator.config import PoolConfig, Settings
+from orchestrator.forges import ForgeTracker
+from orchestrator.labels import pool_labels
+from orchestrator.logging import forget_secret, register_secret
+from orchestrator.metrics import Metrics
+from orchestrator.models import CreateRequest, PoolSpec, Runner, RunnerState
+from orchestrator.recovery import remove_orphan_container
+from orchestrator.runtime import ContainerInfo, ContainerRuntime, Listing, RuntimeFailure
+from orchestrator.runtime.spec import container_spec, gpu_request, pool_platform
+from orchestrator.state import Journal
+from providers.base import RunnerRequest, runner_name_prefix
+from providers.errors import ProviderAuthError, ProviderError, RunnerBusy, RunnerNotFound
+
+log = structlog.get_logger("orchestrator.lifecycle")
+
+LOG_TAIL_LINES = 50
+#: A runner whose container exits non-zero within this many seconds of its start (or
+#: before it took any job) is a spawn failure of its pool.
+EARLY_EXIT_WINDOW_S = 120.0
+#: How much of the log tail goes into a pool's "unavailable" reason.
+_REASON_TAIL_LINES = 3
+
+
+class RunnerLifecycle:
+    """Creates, retires and settles runners. Owns the spawn and retry books, the minted
+    credentials (only to forget them in the redactor) and the runners' start times."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        runtime: ContainerRuntime,
+        forges: ForgeTracker,
+        metrics: Metrics,
+        instance_id: str,
+        clock: Callable[[], datetime],
+        spawn_concurrency: int = 8,
+        early_exit_window_s: float = EARLY_EXIT_WINDOW_S,
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.runtime = runtime
+        self.forges = forges
+        self.metrics = metrics
+        self.instance_id = instance_id
+        self.clock = clock
+        self.early_exit_window_s = early_exit_window_s
+        self.pool_specs: dict[str, PoolSpec] = {p.name: p for p in settings.pool_specs()}
+        self.pools: dict[str, PoolConfig] = {p.name: p for p in settings.pools}
+        self.spawn = SpawnBackoff(clock)
+        self.unregister = RetryBook(clock)
+        self.activity = ActivitySync(
+            journal=journal, forges=forges, clock=clock, on_job_taken=self._proven
+        )
+        self._spawn_sem = asyncio.Semaphore(spawn_concurrency)
+        self._started: dict[str, datetime] = {}
+        # Minted credentials, only so the log redactor can forget them once the runner is
+        # gone; never persisted, never shown.
+        self._credentials: dict[str, str] = {}
+
+    # --- pools -------------------------------------------------------------------------------
+
+    def unavailable_pools(self) -> dict[str, str]:
+        """Pools that cannot take a runner now, and why (spawn backoff, no host fits)."""
+        out: dict[str, str] = {}
+        for name, cfg in self.pools.items():
+            reason = self.spawn.unavailable(name) or self.runtime.placeable(
+                pool_platform(cfg), gpu_request(cfg), tuple(cfg.hosts)
+            )
+            if reason:
+                out[name] = reason
+        return out
+
+    def probe_allowance(self, pool: str) -> int | None:
+        """How many runners a pool on probation may start now (0 or 1); None: no limit."""
+        since = self.spawn.on_probation(pool)
+        if since is None:
+            return None
+        unproven = [r for r in self.journal.active() if r.pool == pool and r.created_at >= since]
+        return 0 if unproven else 1
+
+    def prove_long_lived(self) -> None:
+        """Runners that outlived the early-exit window prove their pool healthy."""
+        now = self.clock()
+        for runner_id, started in list(self._started.items()):
+            if (now - started).total_seconds() >= self.early_exit_window_s:
+                runner = self.journal.get(runner_id)
+                self.spawn.proven(runner.pool, started)
+
+    def _proven(self, runner: Runner) -> None:
+        self.spawn.proven(runner.pool, self._started.get(runner.id))
+
+    # --- create -------------------------------------------------------------------------------
+
+    async def create(
+        self, request: CreateRequest, index: int, queued_at: Mapping[str, datetime]
+    ) -> bool:
+        """Journal, register, create, start one runner. True when its container runs."""
+        spec = self.pool_specs[request.pool]
+        cfg = self.pools[request.pool]
+        forge = self.forges.forges[spec.forge]
+        job_key = request.jobs[index] if index < len(request.jobs) else ""
+        async with self._spawn_sem:
+            runner_id = secrets.token_hex(6)
+            name = f"{runner_name_prefix(self.instance_id)}{spec.name}-{runner_id[:8]}"
+            now = self.clock()
+            self.journal.create(
+                runner_id=runner_id,
+                name=name,
+                pool=spec.name,
+                forge=spec.forge,
+                platform=request.platform,
+                now=now,
+            )
+            self.journal.transition(
+                runner_id, RunnerState.REGISTERING, now=now, reason=request.reason
+            )
+            try:
+                registration = await self.forges.call(
+                    forge.provider.register_runner(
+                        RunnerRequest(
+                            name=name,
+                            pool=spec.name,
+                            labels=pool_labels(spec, request.platform),
+                            run_untagged=spec.run_untagged,
+                            ephemeral=spec.ephemeral,
+                            executor=cfg.executor,
+                            executor_args=tuple(cfg.executor_args),
+                            idle_timeout_s=int(spec.cooldown_s),
+                        )
+                    )
+                )
+            except ProviderError as exc:
+                if isinstance(exc, ProviderAuthError):
+                    self.forges.auth_failed(forge.name, exc)
+                return self._spawn_failed(runner_id, spec.name, "register", str(exc))
+            register_secret(registration.credential)
+            self._credentials[runner_id] = registration.credential
+            self.journal.transition(
+                runner_id,
+                RunnerState.STARTING,
+                now=self.clock(),
+                reason="registered",
+                forge_runner_id=registration.forge_runner_id,
+            )
+            try:
+                info = await self.runtime.create(
+                    container_spec(
+                        cfg,
+                        registration,
+                        runner_id=runner_id,
+                        name=name,
+                        instance_id=self.instance_id,
+                        forge=spec.forge,
+                        forge_kind=spec.forge_kind,
+                        platform=request.platform,
+                        default_image=self.settings.runner_image,
+                        credential_delivery=self.settings.credential_delivery,
+                    )
+                )
+                self.journal.update(runner_id, container_id=info.id, host=info.host)
+                await self.runtime.start_container(info)
+            except RuntimeFailure as exc:
+                return self._spawn_failed(runner_id, spec.name, "start", str(exc))
+            started = self.clock()
+            self.journal.transition(runner_id, RunnerState.IDLE, now=started, reason="started")
+            self._started[runner_id] = started
+            self.metrics.spawned.labels(spec.name).inc()
+            queued = queued_at.get(job_key)
+            if queued is not None:
+                self.metrics.pickup_latency.labels(spec.name).observe(
+                    max(0.0, (started - queued).total_seconds())
+                )
+            log.info(
+                "runner.started",
+                runner=runner_id,
+                pool=spec.name,
+                job=job_key or None,
+                platform=request.platform,
+                host=info.host,
+            )
+            return True
+
+    def _spawn_failed(self, runner_id: str, pool: str, stage: str, error: str) -> bool:
+        message = f"{stage} failed: {error}"
+        self.journal.transition(
+            runner_id, RunnerState.FAILED, now=self.clock(), reason=stage, error=message
+        )
+        self._pool_failed(runner_id, pool, stage, message)
+        return False
+
+    def _pool_failed(self, runner_id: str, pool: str, stage: str, message: str) -> None:
+        self.metrics.failures.labels(pool, stage).inc()
+        wait = self.spawn.failed(pool, message)
+        log.warning(
+            "runner.spawn_failed",
+            runner=runner_id,
+            pool=pool,
+            stage=stage,
+            error=message,
+            backoff_s=wait,
+        )
+
+    # --- settle: what the runtime says ---------------------------------------------------------
+
+    async def list_containers(self) -> Listing | None:
+        try:
+            return await self.runtime.list()
+        except RuntimeFailure as exc:
+            log.warning("runtime.list_failed", error=str(exc))
+            return None
+
+    async def settle(self, listing: Listing | None) -> None:
+        if listing is None:
+            return
+        by_runner = {c.runner_id: c for c in listing.containers if c.runner_id}
+        active = self.journal.active()
+        active_ids = {r.id for r in active}
+        for runner in active:
+            container = by_runner.get(runner.id)
+            if runner.state in {RunnerState.IDLE, RunnerState.BUSY}:
+                if container is None:
+                    if runner.host in listing.unreachable:
+                        continue  # unknown, not gone: wait for the host to answer
+                    await self.retire(runner, "container_gone", force=True)
+                elif not container.running:
+                    await self._container_ended(runner, container)
+            elif runner.state in {RunnerState.DRAINING, RunnerState.FAILED}:
+                await self.retire(runner, "cleanup", force=True)
+        for container in listing.containers:
+            if container.runner_id not in active_ids:
+                await remove_orphan_container(container, self.forges, self.runtime, self.metrics)
+        self.prove_long_lived()
+
+    async def _container_ended(self, runner: Runner, container: ContainerInfo) -> None:
+        tail = await self._tail(runner.host, container.id)
+        code = container.exit_code
+        if code != 0:
+            self.metrics.failures.labels(runner.pool, "exited").inc()
+        self.journal.update(runner.id, exit_code=code, logs_tail=tail)
+        log.info("runner.container_ended", runner=runner.id, pool=runner.pool, exit_code=code)
+        started = self._started.get(runner.id)
+        took_job = runner.state is RunnerState.BUSY or runner.last_job_ended_at is not None
+        young = (
+            started is not None
+            and (self.clock() - started).total_seconds() < self.early_exit_window_s
+        )
+        if code != 0 and (young or (started is not None and not took_job)):
+            last = " | ".join(tail.strip().splitlines()[-_REASON_TAIL_LINES:])
+            when = "before taking a job" if not took_job else "right after its start"
+            self._pool_failed(
+                runner.id, runner.pool, "early_exit", f"exited {code} {when}: {last}".strip()
+            )
+        await self.retire(self.journal.get(runner.id), "exited", force=True)
+
+    async def _tail(self, host: str, container_id: str) -> str:
+        try:
+            return await self.runtime.logs(host, container_id, LOG_TAIL_LINES)
+        except RuntimeFailure:
+            return ""
+
+    # --- retire --------------------------------------------------------------------------------
+
+    async def retire(
+        self, runner: Runner, reason: str, *, force: bool = False, sweep: bool = False
+    ) -> bool:
+        """Unregister, then stop and remove. True when the runner is gone.
+
+        Unless ``force`` (the container already ended, or a drain deadline passed), an idle
+        runner is re-checked for a job right before it is unregistered, and kept if busy.
+        A failed unregistration waits for its retry time and a paused forge is not asked;
+        ``sweep`` (the forge sweep, a drain deadline) asks anyway.
+        """
+        now = self.clock()
+        if runner.state is RunnerState.REMOVED:
+            return True
+        if runner.state is RunnerState.BUSY and not force:
+            return False  # never retire a busy runner
+        provider = self.forges.provider(runner.forge)
+        if runner.state is RunnerState.IDLE and not force and provider is not None:
+            await self.activity.refresh(only=[runner])
+            runner = self.journal.get(runner.id)
+            if runner.state is RunnerState.BUSY:
+                log.info("retire.skipped_busy", runner=runner.id, pool=runner.pool)
+                return False
+        if runner.state is not RunnerState.DRAINING:
+            if runner.state is RunnerState.REQUESTED:
+                # Nothing exists outside yet.
+                self.journal.transition(runner.id, RunnerState.DRAINING, now=now, reason=reason)
+                self.journal.transition(runner.id, RunnerState.REMOVED, now=now, reason=reason)
+                return True
+            runner = self.journal.transition(
+                runner.id, RunnerState.DRAINING, now=now, reason=reason
+            )
+        waiting = self.forges.is_paused(runner.forge) or not self.unregister.due(runner.id)
+        if waiting and not sweep and provider is not None:
+            return False  # the forge cannot be asked now; a later reconcile or sweep will
+        # 1. Unregister first, so the forge stops handing it jobs.
+        ref = self.activity.forge_ref(runner)
+        if provider is None:
+            log.warning("retire.forge_unknown", runner=runner.id, forge=runner.forge)
+        unregistered = True
+        if provider is not None and ref:
+            try:
+                await self.forges.call(provider.unregister_runner(ref, force=force))
+            except RunnerNotFound:
+                pass
+            except RunnerBusy:
+                if not force:
+                    log.info("retire.kept_busy", runner=runner.id, pool=runner.pool)
+                    self.journal.transition(
+                        runner.id, RunnerState.BUSY, now=now, reason="forge_refused_busy"
+                    )
+                    return False
+                # The forge will not drop a busy runner (GitHub): stop it first, retry below.
+                unregistered = False
+            except ProviderError as exc:
+                self.metrics.failures.labels(runner.pool, "unregister").inc()
+                self._unregister_failed(runner, exc, "unregister failed")
+                return False
+        # 2. Then stop and remove the container, keeping its last words.
+        if runner.container_id:
+            try:
+                if not runner.logs_tail:
+                    tail = await self._tail(runner.host, runner.container_id)
+                    if tail:
+                        self.journal.update(runner.id, logs_tail=tail)
+                await self.runtime.stop(runner.host, runner.container_id, timeout_s=10.0)
+                await self.runtime.remove(runner.host, runner.container_id)
+            except RuntimeFailure as exc:
+                self.metrics.failures.labels(runner.pool, "remove").inc()
+                self.journal.update(runner.id, error=f"container removal failed: {exc}")
+                log.warning("retire.remove_failed", runner=runner.id, error=str(exc))
+                return False
+        if not unregistered and provider is not None:
+            try:
+                await self.forges.call(provider.unregister_runner(ref, force=True))
+            except RunnerNotFound:
+                pass
+            except ProviderError as exc:
+                # Its container is gone; the registration is an orphan until a retry or
+                # the sweep gets it.
+                self._unregister_failed(runner, exc, "unregister pending")
+                return False
+        self.journal.transition(runner.id, RunnerState.REMOVED, now=self.clock(), reason=reason)
+        self.forget(runner)
+        self.metrics.retired.labels(runner.pool, reason).inc()
+        log.info("runner.retired", runner=runner.id, pool=runner.pool, reason=reason)
+        return True
+
+    def _unregister_failed(self, runner: Runner, exc: ProviderError, what: str) -> None:
+        if isinstance(exc, ProviderAuthError):
+            self.forges.auth_failed(runner.forge, exc)
+        retry = self.unregister.failed(runner.id, f"{what}: {exc}")
+        when = f"retry at {retry.next_at:%H:%M:%S}" if retry.next_at else "left to the sweep"
+        self.journal.update(runner.id, error=f"{what} ({when}): {exc}")
+        log.warning(
+            "retire.unregister_failed",
+            runner=runner.id,
+            error=str(exc),
+            attempts=retry.attempts,
+            next_at=retry.next_at.isoformat() if retry.next_at else None,
+        )
+
+    def forget(self, runner: Runner) -> None:
+        """Drop everything held about a removed runner."""
+        self.activity.forget(runner)
+        self.unregister.done(runner.id)
+        self._started.pop(runner.id, None)
+        forget_secret(self._credentials.pop(runner.id, None))
+
+    async def sweep_orphaned(self) -> int:
+        """Retry every pending unregistration now (the forge sweep). Returns how many
+        runners it finished."""
+        finished = 0
+        for runner_id, _retry in self.unregister:
+            runner = self.journal.get(runner_id)
+            if await self.retire(runner, "cleanup", force=True, sweep=True):
+                finished += 1
+        return finished
