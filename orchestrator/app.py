@@ -106,7 +106,6 @@ def build_runtime(settings: Settings, instance_id: str) -> ContainerRuntime:
         hosts,
         network_name=settings.network_name,
         credential_delivery=settings.credential_delivery,
-        pool_constraints={p.name: p.constraints for p in settings.pools if p.constraints},
     )
 
 

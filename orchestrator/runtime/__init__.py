@@ -82,6 +82,7 @@ class ContainerSpec:
     cap_add: tuple[str, ...] = ()
     user: str | None = None
     hosts: tuple[str, ...] = ()  # allowed Docker hosts; () = any that fits
+    constraints: tuple[str, ...] = ()  # Swarm placement constraints (pool option)
 
 
 #: A runner whose container is (or is about to be) running: the Docker container states,

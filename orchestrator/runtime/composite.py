@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 from orchestrator.config import DockerHostConfig
@@ -35,7 +35,6 @@ def build_runtime(
     *,
     network_name: str = "",
     credential_delivery: Literal["file", "env"] = "file",
-    pool_constraints: Mapping[str, Sequence[str]] | None = None,
 ) -> ContainerRuntime:
     """One runtime over ``hosts``: Docker, Swarm, or both behind a router."""
     containers = [h for h in hosts if h.mode == "container"]
@@ -55,7 +54,7 @@ def build_runtime(
     if swarms:
         from orchestrator.runtime.swarm import SwarmRuntime
 
-        parts.append(SwarmRuntime(instance_id, swarms, pool_constraints=pool_constraints))
+        parts.append(SwarmRuntime(instance_id, swarms))
     if len(parts) == 1:
         return parts[0]
     return CompositeRuntime(instance_id, parts)

@@ -85,4 +85,5 @@ def container_spec(
         cap_add=tuple(pool.cap_add),
         user=pool.user,
         hosts=tuple(pool.hosts),
+        constraints=tuple(pool.constraints),
     )

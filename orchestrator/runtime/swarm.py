@@ -185,8 +185,7 @@ def _check_manager(client: Any) -> None:
 class SwarmRuntime:
     """:class:`~orchestrator.runtime.ContainerRuntime` over Swarm manager endpoints.
 
-    ``pool_constraints`` maps a pool name to the operator's extra placement constraints
-    (the pool option ``constraints``), appended to the platform's own.
+    A spec's ``constraints`` (the pool option) are appended to the platform's own.
     """
 
     def __init__(
@@ -195,7 +194,6 @@ class SwarmRuntime:
         hosts: Sequence[DockerHostConfig],
         *,
         network_name: str = "",
-        pool_constraints: Mapping[str, Sequence[str]] | None = None,
         max_concurrency: int = 4,
         start_wait_s: float = START_WAIT_S,
     ) -> None:
@@ -207,7 +205,6 @@ class SwarmRuntime:
         self.instance_id = instance_id
         self.network_name = network_name or default_network_name(instance_id)
         self._endpoints = {h.name: _Endpoint(h) for h in hosts}
-        self._constraints = {k: tuple(v) for k, v in (pool_constraints or {}).items()}
         self._max_concurrency = max(1, max_concurrency)
         self._start_wait_s = max(0.0, start_wait_s)
         self._semaphore: asyncio.Semaphore | None = None
@@ -500,7 +497,7 @@ class SwarmRuntime:
             host=ep.name,
             network=network,
             secret=secret,
-            extra_constraints=self._constraints.get(spec.pool, ()),
+            extra_constraints=spec.constraints,
             no_new_privileges=_version_at_least(ep.api_version, "1.44"),
         )
         try:
@@ -526,7 +523,8 @@ class SwarmRuntime:
             )
         ep = await self._place(spec)
         attrs = await self._call(ep, "create", spec.name, lambda: self._create_sync(ep, spec))
-        info = service_info(ep.name, attrs, None)
+        # Created, not yet seen scheduled: ``start_container`` waits for the task.
+        info = dataclasses.replace(service_info(ep.name, attrs, None), status="created")
         ep.services.add(info.id)
         return info
 

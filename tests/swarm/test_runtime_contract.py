@@ -1,8 +1,9 @@
 """One Protocol, two engines: the same scenarios over the container runtime and the Swarm
 runtime, on the real engine. What the reconciler relies on must hold for both.
 
-(A stand-in until the shared, parametrised runtime contract suite lands; these are the
-guarantees it is expected to check.)
+These complement the shared suite (tests/docker/test_runtime_contract.py, which runs the
+Swarm runtime too) with what it does not check: the credential reaching the runner,
+another instance's runner left alone, an unknown platform refused with a reason.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ async def test_runner_service_runs_with_the_credential_as_a_secret_no_inspect_sh
 ) -> None:
     spec = make_spec(runtime)
     created = await runtime.create(spec)
-    assert created.status == "pending" and created.host == "cluster"
+    assert created.status == "created" and not created.running and created.host == "cluster"
     info = await runtime.start_container(created)
     assert info.status == "running" and info.running
 
@@ -174,12 +174,10 @@ async def test_a_pool_no_node_can_serve_fails_with_the_engines_reason(
 ) -> None:
     """Operator constraints no node satisfies: not a silent pending task, but the engine's
     own 'no suitable node' reason, which the reconciler turns into pool_unavailable."""
-    rt = SwarmRuntime(
-        new_instance_id(), [cluster], pool_constraints={"gpu": ["node.labels.gpu==true"]}
-    )
+    rt = SwarmRuntime(new_instance_id(), [cluster])
     await rt.start(events)
     try:
-        created = await rt.create(make_spec(rt, pool="gpu"))
+        created = await rt.create(make_spec(rt, constraints=("node.labels.gpu==true",)))
         with pytest.raises(ContainerStartError, match="no suitable node") as caught:
             await rt.start_container(created)
         assert caught.value.container_id == created.id and caught.value.host == "cluster"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
@@ -123,13 +124,13 @@ def worker(swarm: Any) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def gpu_spec(rt: SwarmRuntime, gpus: int, pool: str = "gpu") -> ContainerSpec:
+def gpu_spec(rt: SwarmRuntime, gpus: int) -> ContainerSpec:
     runner_id = "g" + secrets.token_hex(3)
     return ContainerSpec(
         runner_id=runner_id,
         name=f"{rt.instance_id}-{runner_id}",
         instance_id=rt.instance_id,
-        pool=pool,
+        pool="gpu",
         forge="gitlab",
         forge_runner_id="1",
         image=TEST_IMAGE,
@@ -147,9 +148,7 @@ async def test_the_engine_places_a_gpu_runner_on_the_node_that_has_the_gpu(
 ) -> None:
     manager = swarm.info()["Swarm"]["NodeID"]
     cluster = DockerHostConfig(name="cluster", url=DOCKER_URL, mode="swarm")
-    rt = SwarmRuntime(
-        new_instance_id(), [cluster], pool_constraints={"pinned": [f"node.id=={manager}"]}
-    )
+    rt = SwarmRuntime(new_instance_id(), [cluster])
     await rt.start(Events())
     try:
         await rt.list()
@@ -164,7 +163,9 @@ async def test_the_engine_places_a_gpu_runner_on_the_node_that_has_the_gpu(
         assert task["NodeID"] == worker, "the GPU runner must run on the GPU node"
 
         # Pinned by the operator to the manager, which has no GPU: the engine says why.
-        pinned = await rt.create(gpu_spec(rt, 1, pool="pinned"))
+        pinned = await rt.create(
+            dataclasses.replace(gpu_spec(rt, 1), constraints=(f"node.id=={manager}",))
+        )
         with pytest.raises(ContainerStartError, match="no suitable node"):
             await rt.start_container(pinned)
         await rt.remove("cluster", pinned.id)
