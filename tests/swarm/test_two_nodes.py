@@ -8,9 +8,14 @@ removed from the swarm, stopped (by its pid) and deleted at the end of the modul
 
 Only tasks on the host network run there (overlay networking between two engines in one
 network namespace would clash on the VXLAN port), which is what the pools below use.
-Skipped, loudly, when not root or no ``dockerd`` is installed. While this module runs,
-runner services of other tests in the same session may land on the worker: the module
-keeps the node for its own duration only.
+**Opt-in** (``RO_TEST_SECOND_ENGINE=1``), because the second engine shares the host's
+network namespace: an earlier version started it with ``--bridge=none``, and dockerd then
+deletes the host's ``docker0`` bridge (breaking every default-bridge container of the
+first engine until it is recreated). It now gets a bridge of its own (``ro2br<hex>``,
+created and deleted here) and no iptables changes; still, run it only on an engine that
+no one else is using. Also skipped, loudly, when not root or no ``dockerd`` is installed.
+While it runs, runner services of other tests in the same session may land on the
+worker: the module keeps the node for its own duration only.
 """
 
 from __future__ import annotations
@@ -51,10 +56,19 @@ def _unmount_below(root: Path) -> None:
 @pytest.fixture(scope="module")
 def worker(swarm: Any) -> Iterator[str]:
     """A second engine joined as a worker with one NVIDIA-GPU; yields its node id."""
+    if os.environ.get("RO_TEST_SECOND_ENGINE") != "1":
+        pytest.skip(
+            "TWO-NODE SWARM TEST NOT RUN: set RO_TEST_SECOND_ENGINE=1 on an engine no one "
+            "else uses (a second dockerd in the host network namespace)"
+        )
     dockerd = shutil.which("dockerd")
-    if os.geteuid() != 0 or dockerd is None:
-        pytest.skip("TWO-NODE SWARM TEST NOT RUN: needs root and Debian's dockerd")
+    if os.geteuid() != 0 or dockerd is None or shutil.which("ip") is None:
+        pytest.skip("TWO-NODE SWARM TEST NOT RUN: needs root, Debian's dockerd and iproute2")
     root = Path(tempfile.mkdtemp(prefix="ro-engine2-"))
+    bridge = "ro2br" + secrets.token_hex(3)
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", "10.231.0.1/24", "dev", bridge], check=True)
+    subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
     sock = root / "docker.sock"
     (root / "daemon.json").write_text("{}")  # not the host's /etc/docker/daemon.json
     log = (root / "dockerd.log").open("w")
@@ -66,7 +80,7 @@ def worker(swarm: Any) -> Iterator[str]:
             "--exec-root", str(root / "exec"),
             "--pidfile", str(root / "docker.pid"),
             "-H", f"unix://{sock}",
-            "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false",
+            "--bridge", bridge, "--iptables=false", "--ip-masq=false", "--ip-forward=false",
             "--storage-driver=vfs",
             "--cgroup-parent", f"/{root.name}",
             "--node-generic-resource", "NVIDIA-GPU=fake-gpu-0",
@@ -122,6 +136,7 @@ def worker(swarm: Any) -> Iterator[str]:
         log.close()
         _unmount_below(root)
         shutil.rmtree(root, ignore_errors=True)
+        subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
 
 
 def gpu_spec(rt: SwarmRuntime, gpus: int) -> ContainerSpec:
