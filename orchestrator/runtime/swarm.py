@@ -21,6 +21,10 @@ does the I/O:
   node, removal of our services) nudge the reconciler; task state changes on other nodes
   are not events in the Docker API, so the periodic reconcile catches those.
 
+Connection, event stream and the blocking clean-up calls live in
+:mod:`orchestrator.runtime.swarm_engine`; the pure rules in
+:mod:`orchestrator.runtime.swarm_spec`.
+
 Labels are the only ownership record, as for containers: services, their task
 containers (``ContainerSpec.Labels``), secrets, the overlay network and named volumes all
 carry :func:`~orchestrator.runtime.labels_for`. A daemon started with an empty journal
@@ -38,20 +42,18 @@ import functools
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import docker
 import docker.errors
 import docker.tls
-import requests.exceptions
 
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
     LABEL_INSTANCE,
     LABEL_MANAGED,
     LABEL_RUNNER_ID,
-    ContainerEvent,
     ContainerInfo,
     ContainerSpec,
     ContainerStartError,
@@ -61,16 +63,27 @@ from orchestrator.runtime import (
     HostUnavailable,
     Listing,
     NoCapacity,
-    NodeStatus,
     RuntimeFailure,
-    labels_for,
+)
+from orchestrator.runtime.swarm_engine import (
+    CONNECTION_ERRORS,
+    HOST_RETRY_S,
+    Endpoint,
+    NotSwarmManager,
+    check_manager,
+    connect,
+    describe,
+    ensure_network,
+    release,
+    sweep_secrets,
+    version_at_least,
+    watch,
 )
 from orchestrator.runtime.swarm_spec import (
     TERMINAL_STATES,
     latest_task,
     node_status,
     nodes_reason,
-    parse_time,
     runner_labels,
     service_info,
     service_spec,
@@ -78,25 +91,10 @@ from orchestrator.runtime.swarm_spec import (
 
 T = TypeVar("T")
 
-HOST_RETRY_S = 2.0
-EVENTS_BACKOFF_S = (0.5, 30.0)
-API_TIMEOUT_S = 60
-CONNECT_TIMEOUT_S = 10
 #: How long ``start_container`` waits for the engine to run the task (then it returns the
 #: task as it is; a task still being placed or pulled counts as live).
 START_WAIT_S = 30.0
-#: A secret of ours that no service uses is removed once it is this old (younger ones may
-#: belong to a ``create`` in flight).
-SECRET_GRACE_S = 120.0
-#: How long ``release_unused`` retries removing the overlay network while the last tasks'
-#: containers are still being torn down.
-NETWORK_RELEASE_S = 20.0
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    ConnectionError,
-    TimeoutError,
-)
+
 #: Swarm scheduler messages that mean "no node can take this task now".
 _UNPLACEABLE = ("no suitable node",)
 
@@ -105,81 +103,6 @@ def default_network_name(instance_id: str) -> str:
     """The instance's overlay network (distinct from the container runtime's bridge, so one
     engine can serve both modes)."""
     return f"runner-orchestrator-{instance_id}-swarm"
-
-
-def describe(exc: BaseException) -> str:
-    """One line for logs and /status: the engine's explanation when it gave one."""
-    if isinstance(exc, docker.errors.APIError):
-        explanation = exc.explanation
-        if isinstance(explanation, bytes):
-            explanation = explanation.decode("utf-8", errors="replace")
-        return f"{exc.status_code}: {explanation or exc}"
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
-
-
-class NotSwarmManager(RuntimeFailure):
-    """The endpoint answers but is not a manager of an active swarm."""
-
-
-@dataclasses.dataclass
-class _Endpoint:
-    config: DockerHostConfig
-    client: Any = None
-    ok: bool = False
-    error: str = "not connected yet"
-    last_attempt: float = float("-inf")
-    api_version: str = ""
-    services: set[str] = dataclasses.field(default_factory=set)
-    nodes: tuple[NodeStatus, ...] = ()
-    network_ready: bool = False
-    watcher: threading.Thread | None = None
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    stream: Any = None
-    watching: threading.Event = dataclasses.field(default_factory=threading.Event)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-
-def _connect(config: DockerHostConfig) -> Any:
-    """Client for one endpoint, checked to be a swarm manager (blocking)."""
-    tls: Any = False
-    if config.tls_ca or config.tls_cert or config.tls_key:
-        cert = (
-            (str(config.tls_cert), str(config.tls_key))
-            if config.tls_cert and config.tls_key
-            else None
-        )
-        tls = docker.tls.TLSConfig(
-            client_cert=cert,
-            ca_cert=str(config.tls_ca) if config.tls_ca else None,
-            verify=config.tls_verify,
-        )
-    client = docker.DockerClient(
-        base_url=config.url,
-        tls=tls,
-        timeout=CONNECT_TIMEOUT_S,
-        use_ssh_client=config.url.startswith("ssh://"),
-    )
-    try:
-        _check_manager(client)
-    except BaseException:
-        client.close()
-        raise
-    client.api.timeout = API_TIMEOUT_S
-    return client
-
-
-def _check_manager(client: Any) -> None:
-    swarm = client.api.info().get("Swarm") or {}
-    state = swarm.get("LocalNodeState", "inactive")
-    if state != "active" or not swarm.get("ControlAvailable"):
-        raise NotSwarmManager(
-            f"engine is not a swarm manager (swarm {state}; run `docker swarm init` "
-            "or point the endpoint at a manager)"
-        )
 
 
 class SwarmRuntime:
@@ -204,7 +127,7 @@ class SwarmRuntime:
             raise ValueError(f"duplicate docker host names {names}")
         self.instance_id = instance_id
         self.network_name = network_name or default_network_name(instance_id)
-        self._endpoints = {h.name: _Endpoint(h) for h in hosts}
+        self._endpoints = {h.name: Endpoint(h) for h in hosts}
         self._max_concurrency = max(1, max_concurrency)
         self._start_wait_s = max(0.0, start_wait_s)
         self._semaphore: asyncio.Semaphore | None = None
@@ -221,21 +144,21 @@ class SwarmRuntime:
         async with self._semaphore:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
-    def _endpoint(self, name: str) -> _Endpoint:
+    def _endpoint(self, name: str) -> Endpoint:
         try:
             return self._endpoints[name]
         except KeyError:
             raise HostUnavailable(name, "not a configured swarm endpoint") from None
 
-    def _connect_sync(self, ep: _Endpoint) -> None:
+    def _connect_sync(self, ep: Endpoint) -> None:
         if ep.client is None:
-            ep.client = _connect(ep.config)
+            ep.client = connect(ep.config)
         else:
-            _check_manager(ep.client)
+            check_manager(ep.client)
         ep.api_version = str(ep.client.api.api_version)
         ep.nodes = tuple(node_status(n) for n in ep.client.api.nodes())
 
-    async def _connected(self, ep: _Endpoint, *, force: bool = False) -> bool:
+    async def _connected(self, ep: Endpoint, *, force: bool = False) -> bool:
         if ep.client is not None and ep.ok:
             return True
         now = time.monotonic()
@@ -244,7 +167,7 @@ class SwarmRuntime:
         ep.last_attempt = now
         try:
             await self._run(self._connect_sync, ep)
-        except (docker.errors.DockerException, NotSwarmManager, *_CONNECTION_ERRORS) as exc:
+        except (docker.errors.DockerException, NotSwarmManager, *CONNECTION_ERRORS) as exc:
             ep.ok, ep.error = (
                 False,
                 describe(exc) if not isinstance(exc, RuntimeFailure) else str(exc),
@@ -254,16 +177,16 @@ class SwarmRuntime:
         self._start_watcher(ep)
         return True
 
-    async def _require(self, name: str) -> _Endpoint:
+    async def _require(self, name: str) -> Endpoint:
         ep = self._endpoint(name)
         if not await self._connected(ep):
             raise HostUnavailable(name, ep.error)
         return ep
 
-    def _translate(self, ep: _Endpoint, exc: BaseException, op: str, what: str) -> RuntimeFailure:
+    def _translate(self, ep: Endpoint, exc: BaseException, op: str, what: str) -> RuntimeFailure:
         """Only the SDK's and the transport's errors are translated; anything else is a bug
         and propagates as itself."""
-        if isinstance(exc, _CONNECTION_ERRORS) or (
+        if isinstance(exc, CONNECTION_ERRORS) or (
             isinstance(exc, docker.errors.DockerException)
             and not isinstance(exc, docker.errors.APIError)
             and "connection" in str(exc).lower()
@@ -275,12 +198,12 @@ class SwarmRuntime:
             return ContainerStartError(message, host=ep.name, container_id="")
         return RuntimeFailure(message)
 
-    async def _call(self, ep: _Endpoint, op: str, what: str, fn: Callable[[], T]) -> T:
+    async def _call(self, ep: Endpoint, op: str, what: str, fn: Callable[[], T]) -> T:
         try:
             return await self._run(fn)
         except RuntimeFailure:
             raise
-        except (docker.errors.DockerException, *_CONNECTION_ERRORS) as exc:
+        except (docker.errors.DockerException, *CONNECTION_ERRORS) as exc:
             raise self._translate(ep, exc, op, what) from exc
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -320,82 +243,19 @@ class SwarmRuntime:
 
     # --- events -----------------------------------------------------------------------------
 
-    def _start_watcher(self, ep: _Endpoint) -> None:
+    def _start_watcher(self, ep: Endpoint) -> None:
         if self._on_event is None or self._loop is None or self._closed:
             return
         if ep.watcher is not None and ep.watcher.is_alive():
             return
         ep.stop, ep.watching = threading.Event(), threading.Event()
         ep.watcher = threading.Thread(
-            target=self._watch,
-            args=(ep, ep.client, ep.stop, self._loop, self._on_event),
+            target=watch,
+            args=(ep, self.instance_id, ep.client, ep.stop, self._loop, self._on_event),
             name=f"swarm-events-{ep.name}",
             daemon=True,
         )
         ep.watcher.start()
-
-    def _watch(
-        self,
-        ep: _Endpoint,
-        client: Any,
-        stop: threading.Event,
-        loop: asyncio.AbstractEventLoop,
-        on_event: EventCallback,
-    ) -> None:
-        """Thread: read container and service events until ``stop``; reopen with backoff."""
-        since = int(time.time())
-        backoff = EVENTS_BACKOFF_S[0]
-        filters = {"type": ["container", "service"]}
-        while not stop.is_set():
-            try:
-                stream = client.events(decode=True, filters=filters, since=since)
-                ep.stream = stream
-                ep.watching.set()
-                if stop.is_set():
-                    stream.close()
-                    return
-                for raw in stream:
-                    backoff = EVENTS_BACKOFF_S[0]
-                    since = max(since, int(raw.get("time", since)))
-                    event = self.to_event(ep.name, raw, frozenset(ep.services))
-                    if event is not None:
-                        try:
-                            loop.call_soon_threadsafe(on_event, event)
-                        except RuntimeError:
-                            return
-            except Exception:  # noqa: BLE001 - a broken stream of any kind: reopen after backoff
-                ep.watching.set()
-            if stop.wait(backoff):
-                return
-            backoff = min(backoff * 2, EVENTS_BACKOFF_S[1])
-
-    def to_event(
-        self, host: str, raw: Mapping[str, Any], services: frozenset[str]
-    ) -> ContainerEvent | None:
-        """Our task containers' start/die/oom/destroy and our services' removal, keyed by
-        service id (the runner's ``container_id``); everything else is noise."""
-        kind = raw.get("Type")
-        action = str(raw.get("Action") or "")
-        actor = raw.get("Actor") or {}
-        attributes = actor.get("Attributes") or {}
-        if kind == "container":
-            if attributes.get(LABEL_INSTANCE) != self.instance_id:
-                return None
-            if action not in {"start", "die", "oom", "destroy"}:
-                return None
-            exit_code: int | None = None
-            with contextlib.suppress(TypeError, ValueError, KeyError):
-                exit_code = int(attributes["exitCode"])
-            return ContainerEvent(
-                host=host,
-                container_id=str(attributes.get("com.docker.swarm.service.id", "")),
-                action=action,
-                runner_id=str(attributes.get(LABEL_RUNNER_ID, "")),
-                exit_code=exit_code,
-            )
-        if kind == "service" and action == "remove" and actor.get("ID") in services:
-            return ContainerEvent(host=host, container_id=str(actor["ID"]), action="destroy")
-        return None
 
     # --- placement --------------------------------------------------------------------------
 
@@ -420,7 +280,7 @@ class SwarmRuntime:
             )
         return out
 
-    def _reason(self, ep: _Endpoint, platform: str, gpus: GpuRequest) -> str:
+    def _reason(self, ep: Endpoint, platform: str, gpus: GpuRequest) -> str:
         if not ep.ok:
             return f"{ep.name}: {ep.error or 'down'}"
         if len(ep.services) >= ep.config.max_containers:
@@ -445,7 +305,7 @@ class SwarmRuntime:
             return ""
         return "; ".join(reasons)
 
-    async def _place(self, spec: ContainerSpec) -> _Endpoint:
+    async def _place(self, spec: ContainerSpec) -> Endpoint:
         await asyncio.gather(*(self._connected(e) for e in self._endpoints.values() if not e.ok))
         candidates = [e for e in self._endpoints.values() if not spec.hosts or e.name in spec.hosts]
         fitting = [e for e in candidates if not self._reason(e, spec.platform, spec.gpus)]
@@ -455,32 +315,11 @@ class SwarmRuntime:
 
     # --- runners ------------------------------------------------------------------------------
 
-    def _ensure_network_sync(self, client: Any) -> None:
-        """The instance's overlay network, labelled, if missing (an existing one of that name
-        is used as is). Swarm overlays have no ICC switch: runners on it can reach each
-        other, which docs/deployment.md states."""
-        if any(
-            n["Name"] == self.network_name for n in client.api.networks(names=[self.network_name])
-        ):
-            return
-        try:
-            client.api.create_network(
-                self.network_name,
-                driver="overlay",
-                scope="swarm",
-                labels=labels_for(self.instance_id),
-                attachable=False,
-                check_duplicate=True,
-            )
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:
-                raise
-
-    def _create_sync(self, ep: _Endpoint, spec: ContainerSpec) -> dict[str, Any]:
+    def _create_sync(self, ep: Endpoint, spec: ContainerSpec) -> dict[str, Any]:
         client = ep.client
         network = spec.network or self.network_name
         if spec.network is None and not ep.network_ready:
-            self._ensure_network_sync(client)
+            ensure_network(client, self.network_name, self.instance_id)
             ep.network_ready = True
         secret: tuple[str, str] | None = None
         if spec.credential_delivery == "file":
@@ -498,7 +337,7 @@ class SwarmRuntime:
             network=network,
             secret=secret,
             extra_constraints=spec.constraints,
-            no_new_privileges=_version_at_least(ep.api_version, "1.44"),
+            no_new_privileges=version_at_least(ep.api_version, "1.44"),
         )
         try:
             created_service = client.api.create_service(
@@ -638,7 +477,7 @@ class SwarmRuntime:
         await self._call(ep, "remove", container_id, _remove)
         ep.services.discard(container_id)
 
-    def _list_sync(self, ep: _Endpoint) -> builtins.list[ContainerInfo]:
+    def _list_sync(self, ep: Endpoint) -> builtins.list[ContainerInfo]:
         client = ep.client
         ep.nodes = tuple(node_status(n) for n in client.api.nodes())
         services = client.api.services(filters={"label": self._label_filter})
@@ -647,44 +486,20 @@ class SwarmRuntime:
         if ids:
             for task in client.api.tasks(filters={"service": ids}):
                 by_service.setdefault(task.get("ServiceID", ""), []).append(task)
-        self._sweep_secrets_sync(client, services)
+        sweep_secrets(client, self._label_filter, services)
         return [
             service_info(ep.name, s, latest_task(by_service.get(s["ID"], []))) for s in services
         ]
 
-    def _sweep_secrets_sync(self, client: Any, services: Sequence[Mapping[str, Any]]) -> int:
-        """Remove our secrets that no service of ours refers to and that are older than
-        :data:`SECRET_GRACE_S` (a crash between ``create_secret`` and ``create_service``)."""
-        used = {
-            ref.get("SecretID")
-            for s in services
-            for ref in (
-                ((s.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
-            ).get("Secrets")
-            or []
-        }
-        now = time.time()
-        removed = 0
-        for secret in client.api.secrets(filters={"label": self._label_filter}):
-            created = parse_time(secret.get("CreatedAt"))
-            if secret["ID"] in used or created is None:
-                continue
-            if now - created.timestamp() < SECRET_GRACE_S:
-                continue
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                client.api.remove_secret(secret["ID"])
-                removed += 1
-        return removed
-
     async def list(self) -> Listing:
         """Our runner services on every endpoint that answers, plus the ones that did not."""
 
-        async def one(ep: _Endpoint) -> builtins.list[ContainerInfo] | None:
+        async def one(ep: Endpoint) -> builtins.list[ContainerInfo] | None:
             if not await self._connected(ep):
                 return None
             try:
                 return await self._run(self._list_sync, ep)
-            except (docker.errors.DockerException, *_CONNECTION_ERRORS) as exc:
+            except (docker.errors.DockerException, *CONNECTION_ERRORS) as exc:
                 ep.ok, ep.error = False, describe(exc)
                 return None
 
@@ -738,48 +553,12 @@ class SwarmRuntime:
         removed services' containers are still being torn down by the engine.
         """
 
-        def _release(ep: _Endpoint) -> None:
-            client = ep.client
-            services = client.api.services(filters={"label": self._label_filter})
-            if services:
-                return
-            for secret in client.api.secrets(filters={"label": self._label_filter}):
-                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                    client.api.remove_secret(secret["ID"])
-            deadline = time.monotonic() + NETWORK_RELEASE_S
-            delay = 0.2
-            for net in client.api.networks(filters={"label": self._label_filter}):
-                while True:
-                    try:
-                        client.api.remove_network(net["Id"])
-                        break
-                    except docker.errors.NotFound:
-                        break
-                    except docker.errors.APIError:
-                        if time.monotonic() >= deadline:
-                            raise
-                        time.sleep(delay)
-                        delay = min(delay * 2, 2.0)
-            ep.network_ready = False
-            for volume in (client.api.volumes(filters={"label": self._label_filter}) or {}).get(
-                "Volumes"
-            ) or []:
-                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                    client.api.remove_volume(volume["Name"])
-
         for ep in self._endpoints.values():
             if await self._connected(ep, force=True):
-                await self._call(ep, "release", self.network_name, functools.partial(_release, ep))
-
-
-def _version_at_least(version: str, minimum: str) -> bool:
-    def parts(text: str) -> tuple[int, ...]:
-        out = []
-        for piece in text.split("."):
-            try:
-                out.append(int(piece))
-            except ValueError:
-                break
-        return tuple(out)
-
-    return bool(version) and parts(version) >= parts(minimum)
+                await self._call(
+                    ep,
+                    "release",
+                    self.network_name,
+                    functools.partial(release, ep.client, self._label_filter),
+                )
+                ep.network_ready = False

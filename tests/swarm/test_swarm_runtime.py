@@ -24,8 +24,8 @@ from orchestrator.runtime import (
     ContainerStartError,
     NoCapacity,
     RuntimeFailure,
+    swarm_engine,
 )
-from orchestrator.runtime import swarm as swarm_module
 from orchestrator.runtime.swarm import SwarmRuntime
 from tests.swarm.conftest import DOCKER_URL, TEST_IMAGE, cleanup, new_instance_id
 from tests.swarm.support import Events
@@ -264,7 +264,7 @@ async def test_a_secret_left_by_a_crash_between_secret_and_service_is_swept(
     orphan = swarm.api.create_secret(f"{spec.name}-credential-x", b"left", labels=labels)
     await runtime.list()
     assert swarm.api.secrets(filters={"id": orphan["ID"]}), "young secrets are left alone"
-    monkeypatch.setattr(swarm_module, "SECRET_GRACE_S", 0.0)
+    monkeypatch.setattr(swarm_engine, "SECRET_GRACE_S", 0.0)
     await runtime.list()
     assert swarm.api.secrets(filters={"id": orphan["ID"]}) == []
 
