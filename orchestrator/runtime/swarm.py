@@ -53,7 +53,6 @@ from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
     LABEL_INSTANCE,
     LABEL_MANAGED,
-    LABEL_RUNNER_ID,
     ContainerInfo,
     ContainerSpec,
     ContainerStartError,
@@ -75,6 +74,9 @@ from orchestrator.runtime.swarm_engine import (
     describe,
     ensure_network,
     release,
+    remove_runner,
+    scale_to_zero,
+    service_state,
     sweep_secrets,
     version_at_least,
     watch,
@@ -367,15 +369,6 @@ class SwarmRuntime:
         ep.services.add(info.id)
         return info
 
-    def _state_sync(self, client: Any, service_id: str) -> tuple[dict[str, Any], Any] | None:
-        """Service and its newest task; None when the service is gone."""
-        try:
-            service = client.api.inspect_service(service_id)
-            tasks = client.api.tasks(filters={"service": service_id})
-        except docker.errors.NotFound:
-            return None
-        return cast(dict[str, Any], service), latest_task(tasks)
-
     async def start_container(self, info: ContainerInfo) -> ContainerInfo:
         """Wait (clamped) until the engine runs the task; raise with its reason when no
         node can take it or the node rejected it."""
@@ -385,7 +378,7 @@ class SwarmRuntime:
         current = info
         while True:
             state = await self._call(
-                ep, "start", info.name, lambda: self._state_sync(ep.client, info.id)
+                ep, "start", info.name, lambda: service_state(ep.client, info.id)
             )
             if state is None:
                 raise ContainerStartError(
@@ -413,68 +406,29 @@ class SwarmRuntime:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 1.0)
 
-    def _ours_sync(self, client: Any, service_id: str) -> dict[str, Any] | None:
-        """The service if ours; None if gone; RuntimeFailure if another instance's."""
-        try:
-            attrs = cast(dict[str, Any], client.api.inspect_service(service_id))
-        except docker.errors.NotFound:
-            return None
-        labels = (attrs.get("Spec") or {}).get("Labels") or {}
-        if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_INSTANCE) != self.instance_id:
-            raise RuntimeFailure(
-                f"service {service_id[:12]} is not managed by instance {self.instance_id}"
-            )
-        return attrs
-
     async def stop(self, host: str, container_id: str, timeout_s: float = 10.0) -> None:
         """Scale the service to zero: SIGTERM, SIGKILL after the service's grace period
         (fixed at create to the reconciler's 10 s). Waits, clamped, for the task to end."""
         ep = await self._require(host)
 
-        def _stop() -> None:
-            attrs = self._ours_sync(ep.client, container_id)
-            if attrs is None:
-                return
-            replicas = ((attrs["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas")
-            if replicas != 0:
-                try:
-                    ep.client.api.update_service(
-                        container_id,
-                        attrs["Version"]["Index"],
-                        mode={"Replicated": {"Replicas": 0}},
-                        fetch_current_spec=True,
-                    )
-                except docker.errors.NotFound:  # removed between inspect and update
-                    return
-            deadline = time.monotonic() + max(1.0, timeout_s) + 5.0
-            while time.monotonic() < deadline:
-                task = latest_task(ep.client.api.tasks(filters={"service": container_id}))
-                if task is None or (task.get("Status") or {}).get("State") in TERMINAL_STATES:
-                    return
-                time.sleep(0.2)
-
-        await self._call(ep, "stop", container_id, _stop)
+        await self._call(
+            ep,
+            "stop",
+            container_id,
+            lambda: scale_to_zero(ep.client, container_id, self.instance_id, timeout_s),
+        )
 
     async def remove(self, host: str, container_id: str) -> None:
         """Remove the service (the engine removes its task container) and its secret.
         Gone already is success."""
         ep = await self._require(host)
 
-        def _remove() -> None:
-            attrs = self._ours_sync(ep.client, container_id)
-            if attrs is None:
-                return
-            runner_id = ((attrs.get("Spec") or {}).get("Labels") or {}).get(LABEL_RUNNER_ID, "")
-            with contextlib.suppress(docker.errors.NotFound):
-                ep.client.api.remove_service(container_id)
-            if runner_id:
-                for secret in ep.client.api.secrets(
-                    filters={"label": [*self._label_filter, f"{LABEL_RUNNER_ID}={runner_id}"]}
-                ):
-                    with contextlib.suppress(docker.errors.NotFound):
-                        ep.client.api.remove_secret(secret["ID"])
-
-        await self._call(ep, "remove", container_id, _remove)
+        await self._call(
+            ep,
+            "remove",
+            container_id,
+            lambda: remove_runner(ep.client, container_id, self.instance_id),
+        )
         ep.services.discard(container_id)
 
     def _list_sync(self, ep: Endpoint) -> builtins.list[ContainerInfo]:
@@ -526,7 +480,7 @@ class SwarmRuntime:
                     container_id, stdout=True, stderr=True, tail=max(0, tail)
                 )
                 text = b"".join(chunks).decode("utf-8", errors="replace")
-                state = self._state_sync(ep.client, container_id)
+                state = service_state(ep.client, container_id)
             except docker.errors.NotFound:
                 return ""
             if state is not None:
