@@ -14,8 +14,10 @@ exits, and clearing on start is what made the spawn storm.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
+
+from orchestrator.models import CreateRequest, Runner
 
 #: First spawn-backoff wait and its cap (seconds).
 SPAWN_BACKOFF_BASE_S = 2.0
@@ -82,6 +84,28 @@ class SpawnBackoff:
         if streak is None or self.clock() < streak.until:
             return None
         return streak.since
+
+    def limit_probes(
+        self, creates: Sequence[CreateRequest], active: Sequence[Runner]
+    ) -> list[CreateRequest]:
+        """Cut the plan's creates so a pool on probation starts one runner at a time (none
+        while an earlier probe, created after the streak began, has not proved itself);
+        other pools' requests pass unchanged."""
+        out = []
+        room: dict[str, int] = {}
+        for request in creates:
+            since = self.on_probation(request.pool)
+            if since is None:
+                out.append(request)
+                continue
+            if request.pool not in room:
+                probing = any(r.pool == request.pool and r.created_at >= since for r in active)
+                room[request.pool] = 0 if probing else 1
+            allowed = min(request.count, room[request.pool])
+            if allowed > 0:
+                room[request.pool] -= allowed
+                out.append(dataclasses.replace(request, count=allowed))
+        return out
 
     def streak(self, pool: str) -> PoolStreak | None:
         return self._pools.get(pool)

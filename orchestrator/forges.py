@@ -35,11 +35,13 @@ from typing import TypeVar
 
 import structlog
 
+from orchestrator.config import Settings
 from orchestrator.metrics import Metrics
 from orchestrator.models import ForgeKind, Job
 from orchestrator.snapshot import ForgeStatus
 from providers.base import PendingJob, Provider, WebhookResult
 from providers.errors import (
+    DeadlineExceeded,
     ProviderAuthError,
     ProviderError,
     RateLimited,
@@ -67,6 +69,16 @@ class ForgeLimits:
     hint_ttl_s: float = 600.0
     hint_max: int = 1000
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ForgeLimits:
+        """The daemon's bounds: a reconcile waits for slow polls at most min(5 s, interval)."""
+        return cls(
+            poll_interval_s=settings.poll_interval,
+            call_timeout_s=settings.forge_call_timeout,
+            poll_grace_s=min(settings.forge_call_timeout, settings.poll_interval, 5.0),
+            wait_max_s=settings.forge_retry_after_max,
+        )
+
     @property
     def auth_pause_s(self) -> float:
         return max(AUTH_PAUSE_MIN_S, self.poll_interval_s)
@@ -80,8 +92,9 @@ class ForgeLimits:
         return min(self.wait_max_s, max(self.wait_min_s, seconds))
 
 
-class ForgeDeadline(TransientProviderError):
-    """A forge call did not finish within the overall deadline (slow or trickling forge)."""
+class ForgeDeadline(DeadlineExceeded):
+    """The daemon's own deadline on a forge call passed (the adapter's own deadline, if
+    any, should fire first; this one holds for any adapter)."""
 
 
 async def within(seconds: float, request: Awaitable[T]) -> T:
@@ -185,7 +198,7 @@ class ForgeTracker:
         started = self.clock()
         try:
             pending = await self.call(forge.provider.pending_jobs())
-        except ForgeDeadline as exc:
+        except DeadlineExceeded as exc:
             self._failed(forge, exc, "timeout")
         except ProviderAuthError as exc:
             self.auth_failed(forge.name, exc)
@@ -301,6 +314,15 @@ class ForgeTracker:
     def paused(self) -> dict[str, str]:
         """Paused forges and why (the planner lets their jobs wait with ``forge_paused``)."""
         return {f.name: f.paused for f in self.forges.values() if f.paused}
+
+    def unusable(self) -> dict[str, str]:
+        """Forges the planner must leave alone (paused, or a view too old) and why."""
+        out = self.paused()
+        for forge in self.forges.values():
+            stale = self.stale(forge)
+            if stale and forge.name not in out:
+                out[forge.name] = f"view too old: {stale}"
+        return out
 
     def interval(self, forge: ForgeState) -> float:
         """The forge's effective poll interval (a provider may stretch it)."""

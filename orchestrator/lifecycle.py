@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
@@ -101,20 +101,19 @@ class RunnerLifecycle:
                 out[name] = reason
         return out
 
-    def probe_allowance(self, pool: str) -> int | None:
-        """How many runners a pool on probation may start now (0 or 1); None: no limit."""
-        since = self.spawn.on_probation(pool)
-        if since is None:
-            return None
-        unproven = [r for r in self.journal.active() if r.pool == pool and r.created_at >= since]
-        return 0 if unproven else 1
+    def limit_probes(self, creates: Sequence[CreateRequest]) -> list[CreateRequest]:
+        """Pools on spawn probation start one probe runner at a time (see backoff)."""
+        return self.spawn.limit_probes(creates, self.journal.active())
 
     def prove_long_lived(self) -> None:
         """Runners that outlived the early-exit window prove their pool healthy."""
         now = self.clock()
+        active = {r.id: r for r in self.journal.active()}
         for runner_id, started in list(self._started.items()):
-            if (now - started).total_seconds() >= self.early_exit_window_s:
-                runner = self.journal.get(runner_id)
+            runner = active.get(runner_id)
+            if runner is None:  # removed behind our back (or pruned): forget it
+                del self._started[runner_id]
+            elif (now - started).total_seconds() >= self.early_exit_window_s:
                 self.spawn.proven(runner.pool, started)
 
     def _proven(self, runner: Runner) -> None:

@@ -40,7 +40,6 @@ from orchestrator.forges import ForgeLimits, ForgeTracker
 from orchestrator.lifecycle import RunnerLifecycle
 from orchestrator.metrics import Metrics
 from orchestrator.models import (
-    CreateRequest,
     Job,
     Plan,
     PoolSpec,
@@ -78,16 +77,6 @@ class Summary:
     error: str = ""
 
 
-def forge_limits(settings: Settings) -> ForgeLimits:
-    """The tracker's bounds from the daemon settings."""
-    return ForgeLimits(
-        poll_interval_s=settings.poll_interval,
-        call_timeout_s=settings.forge_call_timeout,
-        poll_grace_s=min(settings.forge_call_timeout, settings.poll_interval, 5.0),
-        wait_max_s=settings.forge_retry_after_max,
-    )
-
-
 class Reconciler:
     """Drives the journal's runners towards the plan. See the module doc."""
 
@@ -115,7 +104,7 @@ class Reconciler:
         self.pool_specs: list[PoolSpec] = settings.pool_specs()
         self.forges = ForgeTracker(
             providers,
-            limits=limits or forge_limits(settings),
+            limits=limits or ForgeLimits.from_settings(settings),
             metrics=metrics,
             clock=clock,
             nudge=self._nudge_now,
@@ -273,6 +262,7 @@ class Reconciler:
                 # Supply before demand (see the module doc).
                 await self.lifecycle.settle(await self.lifecycle.list_containers())
                 await self.lifecycle.activity.refresh()
+                self._refresh_snapshot()  # runners as they are now, before any forge wait
                 await self.forges.poll()
                 jobs = self._demand()
                 plan = self._plan(jobs, self.journal.active(), consume_manual=True)
@@ -284,7 +274,7 @@ class Reconciler:
                 results = await asyncio.gather(
                     *(
                         self.lifecycle.create(req, n, queued_at)
-                        for req in self._probation(plan.create)
+                        for req in self.lifecycle.limit_probes(plan.create)
                         for n in range(req.count)
                     )
                 )
@@ -335,18 +325,13 @@ class Reconciler:
     def _plan(
         self, jobs: Sequence[Job], runners: Sequence[Runner], *, consume_manual: bool
     ) -> Plan:
-        paused = self.forges.paused()
-        for forge in self.forges.forges.values():
-            stale = self.forges.stale(forge)
-            if stale and forge.name not in paused:
-                paused[forge.name] = f"view too old: {stale}"
         plan = compute_plan(
             jobs=jobs,
             runners=runners,
             pools=self.pool_specs,
             now=self.clock(),
             global_max=self.settings.max_runners,
-            paused_forges=paused,
+            paused_forges=self.forges.unusable(),
             unavailable_pools=self.lifecycle.unavailable_pools(),
             scale_up=dict(self._scale_up),
             scale_down=dict(self._scale_down),
@@ -355,17 +340,6 @@ class Reconciler:
             self._scale_up.clear()
             self._scale_down.clear()
         return plan
-
-    def _probation(self, creates: Sequence[CreateRequest]) -> list[CreateRequest]:
-        """A pool whose spawn backoff just ended starts one probe runner, not a burst."""
-        out = []
-        for request in creates:
-            allowed = self.lifecycle.probe_allowance(request.pool)
-            if allowed is None:
-                out.append(request)
-            elif allowed > 0:
-                out.append(dataclasses.replace(request, count=min(request.count, allowed)))
-        return out
 
     async def _retire_request(self, runner_id: str, reason: str) -> bool:
         try:

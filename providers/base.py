@@ -192,6 +192,9 @@ class ProviderHealth:
     #: Scopes (project path, owner/repo) skipped because the forge refused them (403/404),
     #: with the reason; they are asked again after a backoff, the rest is served.
     scope_errors: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Seconds since the stalest served scope's jobs were last read (None: not yet). A
+    #: forge whose demand is older than a few intervals is degraded, not "ok".
+    demand_age_s: float | None = None
     #: Requests sent so far by budget class (``job_poll``, ``webhook``, ``registration``,
     #: ``activity``, ``sweep``) and calls skipped to keep budget for more urgent ones.
     requests_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -271,6 +274,7 @@ class GitLabOptions:
     runner_project_id: int | None = None  # project to register project_type runners in
     requests_per_minute: int = 300  # budget, well under GitLab's 600/min default
     include_created: bool = False  # also count jobs in status "created" as demand
+    graphql_poll: bool = False  # pending jobs of up to 100 projects per GraphQL request
     webhook_secret: str = dataclasses.field(default="", repr=False)
     group_refresh_s: float = 300.0
     request_timeout_s: float = 15.0  # connect and per read

@@ -8,16 +8,18 @@ counts those too). Before a *call* starts it is admitted by priority:
 =================  ===========================  ==========================================
 priority           starts when the bucket has   when it is short
 =================  ===========================  ==========================================
-``JOB_POLL``       one request                  waits (up to its deadline); never skipped
-``WEBHOOK``        one request                  waits (up to its deadline)
-``REGISTRATION``   a tenth of the burst left    waits (up to its deadline)
+``JOB_POLL``       one request                  waits up to 10 s
+``WEBHOOK``        one request                  waits up to 5 s
+``REGISTRATION``   a tenth of the burst left    waits up to 5 s
 ``ACTIVITY``       a quarter of the burst left  skipped: :class:`BudgetShort`
 ``SWEEP``          half of the burst left       skipped: :class:`BudgetShort`
 =================  ===========================  ==========================================
 
 So activity checks and sweeps can only ever spend the *top* of the bucket, and a waiting
 higher-priority call also holds back every lower one: the job poll always gets its share
-(issue 11.2: 12 busy runners used to starve it).
+(issue 11.2: 12 busy runners used to starve it). A poll of many scopes asks only for as
+many as the bucket holds (:func:`providers.scopes.poll_scopes`) and keeps the last
+answers of the rest, so it does not wait at all.
 
 :class:`RateGate` keeps "the forge told us to wait": a ``Retry-After``, a spent primary
 limit until its reset, or a guessed wait that doubles while the forge keeps refusing.
@@ -56,8 +58,9 @@ _HEADROOM = {
     Priority.ACTIVITY: 0.25,
     Priority.SWEEP: 0.5,
 }
-#: Priorities that wait for budget instead of being skipped.
-_WAITS = frozenset({Priority.JOB_POLL, Priority.WEBHOOK, Priority.REGISTRATION})
+#: Priorities that wait for budget instead of being skipped, and for how long at most
+#: (a reconcile awaits them: a long wait would hold every other forge's work).
+_WAITS = {Priority.JOB_POLL: 10.0, Priority.WEBHOOK: 5.0, Priority.REGISTRATION: 5.0}
 
 
 class BudgetShort(TransientProviderError):
@@ -137,7 +140,8 @@ class Budget:
             delay = self._try(priority)
             if delay == 0.0:
                 return
-            if priority not in _WAITS or waited + delay > max_wait_s:
+            limit = min(max_wait_s, _WAITS.get(priority, 0.0))
+            if waited + delay > limit:
                 with self._lock:
                     self.skipped[priority] += 1
                 raise BudgetShort(

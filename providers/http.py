@@ -29,16 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import email.utils
 import io
-import json
-import math
-import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -49,208 +43,21 @@ from requests.adapters import HTTPAdapter
 from providers.base import RequestObserver
 from providers.budget import Budget, Priority, RateGate
 from providers.errors import (
-    AccessDenied,
     DeadlineExceeded,
-    HTTPStatusError,
-    NotFound,
     PermanentProviderError,
-    ProviderAuthError,
     ProviderError,
-    RateLimited,
     TransientProviderError,
     UnsafeRedirect,
 )
+from providers.wire import Entry as _Entry
+from providers.wire import EtagCache, RateView, error_for, header, number
 
 T = TypeVar("T")
 
 #: An answer body larger than this is refused (a forge page is a few hundred KiB).
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _CHUNK = 64 * 1024
-_RATE_WORDS = re.compile(r"rate.?limit|abuse|secondary", re.IGNORECASE)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-# ---------------------------------------------------------------------------------------
-# Parsing: the one time parser and the one wait parser
-
-
-def parse_time(value: object) -> datetime | None:
-    """An ISO 8601 timestamp from a forge (``...Z``, ``...+00:00``, ``.000Z``) or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def header(headers: Mapping[str, Any] | None, name: str) -> str | None:
-    """Case-insensitive header lookup on any mapping."""
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return None if value is None else str(value)
-
-
-def number(headers: Mapping[str, Any] | None, name: str) -> float | None:
-    """A finite numeric header, or None (missing, garbage, ``inf``, ``nan``)."""
-    raw = header(headers, name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def retry_after(headers: Mapping[str, Any] | None, now_epoch: float) -> float | None:
-    """``Retry-After`` in seconds (delta or HTTP date), unclamped; None when unusable."""
-    seconds = number(headers, "Retry-After")
-    if seconds is not None:
-        return seconds
-    raw = header(headers, "Retry-After")
-    if not raw:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp() - now_epoch
-
-
-def next_link(link: str | None) -> str | None:
-    """The ``rel="next"`` URL of a ``Link`` header."""
-    for part in (link or "").split(","):
-        match = re.match(r'\s*<([^>]+)>\s*;.*rel="?next"?', part)
-        if match:
-            return match.group(1)
-    return None
-
-
-def _message(body: bytes) -> str:
-    """The forge's own message (``{"message": ...}`` / ``{"error": ...}``) or the start."""
-    text = body[:2000].decode("utf-8", "replace")
-    with contextlib.suppress(ValueError):
-        data = json.loads(body)
-        if isinstance(data, dict):
-            for key in ("message", "error", "error_description"):
-                if isinstance(data.get(key), str | dict | list):
-                    return str(data[key])[:300]
-    return text[:300].strip()
-
-
-# ---------------------------------------------------------------------------------------
-# Status -> error: the one table
-
-
-@dataclasses.dataclass
-class RateView:
-    """The rate-limit headers last seen (None: the forge never said)."""
-
-    prefix: str  # "x-ratelimit-" (GitHub) or "ratelimit-" (GitLab)
-    remaining: int | None = None
-    limit: int | None = None
-    reset_epoch: float | None = None
-
-    def update(self, headers: Mapping[str, Any]) -> None:
-        remaining = number(headers, self.prefix + "remaining")
-        limit = number(headers, self.prefix + "limit")
-        reset = number(headers, self.prefix + "reset")
-        if remaining is not None:
-            self.remaining = max(0, int(remaining))
-        if limit is not None:
-            self.limit = max(0, int(limit))
-        if reset is not None:
-            self.reset_epoch = reset
-
-
-def error_for(
-    forge: str,
-    status: int,
-    headers: Mapping[str, Any],
-    body: bytes,
-    gate: RateGate,
-    rate: RateView,
-    now_epoch: float,
-) -> ProviderError | None:
-    """The :mod:`providers.errors` exception for an answer, or None for a success.
-
-    A 429, or a 403 whose headers or text say rate limit / abuse / secondary, is a rate
-    limit: wait ``Retry-After`` if usable, else until the primary reset if the budget is
-    spent, else a default that doubles while refusals continue; always clamped. Any other
-    403 is :class:`AccessDenied` (the caller decides whether it is one scope or the token).
-    """
-    if status < 400:
-        return None
-    message = _message(body)
-    text = f"{forge}: HTTP {status}: {message}".strip()
-    if status == 401:
-        return ProviderAuthError(text)
-    asked = retry_after(headers, now_epoch)
-    spent = number(headers, rate.prefix + "remaining") == 0
-    if status == 429 or (
-        status == 403 and (asked is not None or spent or _RATE_WORDS.search(message))
-    ):
-        reset = number(headers, rate.prefix + "reset")
-        if asked is None and reset is not None and (spent or status == 429):
-            asked = reset - now_epoch
-        return RateLimited(text, retry_after=gate.refused(asked))
-    if status == 403:
-        return AccessDenied(text, status)
-    if status == 404:
-        return NotFound(text, status)
-    if status >= 500 or status in (408, 409, 425):
-        return TransientProviderError(text, None if asked is None else gate.clamp(asked))
-    return HTTPStatusError(text, status)
-
-
-# ---------------------------------------------------------------------------------------
-# ETag cache
-
-
-@dataclasses.dataclass
-class _Entry:
-    etag: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class EtagCache:
-    """Last ``200`` of each GET URL that carried an ``ETag`` (bounded, least recent out)."""
-
-    def __init__(self, max_entries: int = 4096) -> None:
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._max = max_entries
-        self._lock = threading.Lock()
-        self.hits = 0
-
-    def get(self, url: str) -> _Entry | None:
-        with self._lock:
-            entry = self._entries.get(url)
-            if entry is not None:
-                self._entries.move_to_end(url)
-            return entry
-
-    def put(self, url: str, entry: _Entry) -> None:
-        with self._lock:
-            self._entries[url] = entry
-            self._entries.move_to_end(url)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
-
-    def drop(self, url: str) -> None:
-        with self._lock:
-            self._entries.pop(url, None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
 
 # ---------------------------------------------------------------------------------------
 # The transport
@@ -554,14 +361,20 @@ class ForgeHTTP:
         return self.gate.remaining_wait()
 
     async def aclose(self) -> None:
-        """Wait for running calls (their threads end by their deadline), then close."""
+        """Wait (at most one call deadline) for running calls, then close the session."""
         self._closed = True
-        for _ in range(self.limits.max_concurrency):
-            await self._slots.acquire()
+        held = 0
+        try:
+            async with asyncio.timeout(self.limits.call_deadline_s):
+                for _ in range(self.limits.max_concurrency):
+                    await self._slots.acquire()
+                    held += 1
+        except TimeoutError:
+            pass  # a thread stuck in a trickled header read: close under it, bounded
         try:
             await asyncio.to_thread(self.session.close)
         finally:
-            for _ in range(self.limits.max_concurrency):
+            for _ in range(held):
                 self._slots.release()
 
 
@@ -569,8 +382,3 @@ def _consume(future: asyncio.Future[Any]) -> None:
     """Fetch the result of an abandoned call so asyncio does not log it as unhandled."""
     if not future.cancelled():
         future.exception()
-
-
-def rate_limited(exc: BaseException) -> bool:
-    """True for errors that mean "the whole forge must wait"."""
-    return isinstance(exc, RateLimited | ProviderAuthError)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from providers.base import PendingJob
 from providers.budget import Budget, Priority
@@ -63,6 +63,17 @@ class ScopeBook:
         self._retry_max_s = retry_max_s
         self._scopes: dict[str, _Scope] = {}
         self.labels: dict[str, str] = {}  # key -> what /status shows (path, owner/repo)
+
+    def demand_age(self) -> float | None:
+        """Seconds since the stalest served scope was answered (None: one never was).
+
+        Refused scopes do not count (they are reported on their own); a stale view is
+        what ``/ready`` must not call "ok"."""
+        served = [s.polled_at for s in self._scopes.values() if not s.error]
+        if not served:
+            return None
+        oldest = min(served)
+        return None if oldest == float("-inf") else self._clock() - oldest
 
     def sync(self, keys: Sequence[str]) -> None:
         """Forget scopes that are no longer configured (or left a group/org)."""
@@ -110,10 +121,14 @@ async def poll_scopes(
     *,
     cost_per_scope: int = 1,
     verify_identity: Callable[[], Awaitable[None]] | None = None,
+    only: Collection[str] | None = None,
 ) -> PollRound:
-    """Poll what the budget allows (see the module docstring); answers go into ``book``."""
+    """Poll what the budget allows (see the module docstring); answers go into ``book``.
+
+    ``only``: poll just these of ``keys`` (another poll, e.g. GraphQL, answered the rest).
+    """
     book.sync(keys)
-    due = book.due(keys)
+    due = [k for k in book.due(keys) if only is None or k in only]
     room = budget.available(Priority.JOB_POLL) // max(1, cost_per_scope)
     batch = due[:room]
     outcomes = await asyncio.gather(*(poll_one(k) for k in batch), return_exceptions=True)
@@ -142,3 +157,18 @@ async def poll_scopes(
     if refused and verify_identity is not None and book.all_refused(keys):
         await verify_identity()  # raises ProviderAuthError if the token itself is bad
     return PollRound(polled=len(batch), due=len(due), total=len(keys), refused=refused)
+
+
+def pacing(
+    done: PollRound, budget: Budget, noun: str, cost_per_scope: int = 1, interval_s: float = 0.0
+) -> tuple[float | None, str]:
+    """``(seconds to poll every scope once, note)`` when the budget, not the daemon's own
+    ``interval_s``, sets how often each scope is polled."""
+    every = done.due * max(1, cost_per_scope) / budget.rate
+    if done.polled >= done.due or every <= interval_s:
+        return None, ""
+    note = (
+        f"polled {done.polled} of {done.due} {noun} this round "
+        f"({budget.per_minute} requests/min budget; each is polled every ~{every:.0f}s)"
+    )
+    return every, note

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from providers.base import GitHubOptions, RunnerRequest, runner_name_prefix
 from providers.errors import (
+    PermanentProviderError,
     ProviderAuthError,
     RateLimited,
     RunnerBusy,
@@ -352,15 +353,16 @@ async def test_idle_polling_costs_no_rate_limit(
 async def test_many_repos_are_paced_under_the_secondary_limit(
     sim: Sim, make_provider: Callable[..., GitHubProvider]
 ) -> None:
-    """100 repos cost ~200 requests a poll; at 600/min polls must be >= 20 s apart."""
+    """100 repos cost ~200 requests a poll; at 600/min each repo is polled every >= 20 s."""
     repos = tuple(f"octo/p{i}" for i in range(100))
     for repo in repos:
         await sim.post(f"/_sim/repos/{repo}")
     provider = make_provider(repos=repos, requests_per_minute=600, poll_interval_s=15)
     await provider.pending_jobs()
     sent = (await sim.state())["requests"]
-    await provider.pending_jobs()  # too soon: answered from the last poll
-    assert (await sim.state())["requests"] == sent
+    assert sent <= 100  # the burst: a sixth of the minute's budget
+    await provider.pending_jobs()  # right after: only what refilled meanwhile is spent
+    assert (await sim.state())["requests"] - sent <= 10
     health = provider.health()
     assert health.poll_interval_s is not None and health.poll_interval_s >= 20
     assert "600 requests/min" in health.note
@@ -666,3 +668,79 @@ async def test_standalone_entry_point_serves_the_api() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+# -- issue 11 fault drills on the forgesim's fault book ----------------------------------
+
+
+@pytest.mark.parametrize("shape", ["pat", "not_found"])
+async def test_a_repository_refusing_the_token_is_skipped_not_the_forge(
+    sim: Sim, make_provider: Callable[..., GitHubProvider], shape: str
+) -> None:
+    """Issue 11.4: one repository that refuses the token must not blind the forge."""
+    await sim.post("/_sim/repos/octo/locked")
+    served = await sim.job("octo/app")
+    await sim.job("octo/locked")
+    await sim.post("/_sim/faults", {"kind": "forbidden", "repo": "octo/locked", "shape": shape})
+    provider = make_provider(repos=("octo/app", "octo/locked"))
+    assert [j.id for j in await provider.pending_jobs()] == [str(served)]
+    assert set(provider.health().scope_errors) == {"octo/locked"}
+    assert await provider.list_own_runners() == []  # the forge is not paused
+
+
+async def test_abuse_detection_wording_is_a_rate_limit_not_an_auth_failure(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    """Issue 11.5a: the old wording without Retry-After used to pause the forge as auth."""
+    await sim.post("/_sim/faults", {"kind": "rate_limit", "shape": "abuse", "count": 1})
+    provider = make_provider()
+    with pytest.raises(RateLimited) as caught:
+        await provider.list_own_runners()
+    assert caught.value.retry_after == 60  # GitHub: wait at least a minute, then longer
+
+
+async def test_the_budget_keeps_polls_under_a_secondary_limit_that_counts_304s(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    """Issue 11.5b: 304s are free only on the primary limit; pacing must count them.
+
+    Old code: every poll of five idle repositories sent ten free 304s, so 30 polls in a
+    minute met the secondary limit at 60 requests/min."""
+    for i in range(5):
+        await sim.post(f"/_sim/repos/octo/idle{i}")
+    await sim.post("/_sim/faults", {"kind": "secondary_limit", "per_minute": 60, "seconds": 120})
+    provider = make_provider(repos=tuple(f"octo/idle{i}" for i in range(5)), requests_per_minute=60)
+    for _ in range(30):  # a 2 s reconcile loop, squeezed: the budget is what paces it
+        await provider.pending_jobs()
+    stats = await sim.state()
+    assert stats["rate_limit_used"] <= 60
+    assert provider.health().requests_total <= 60
+
+
+async def test_a_deployment_approval_job_is_not_demand(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    """Issue 11.6: it cannot run until approved; a runner for it would only idle."""
+    await sim.post(
+        "/_sim/repos/octo/app/jobs",
+        {"labels": ["linux"], "duration": 0, "status": "waiting", "environment": "prod"},
+    )
+    assert await make_provider().pending_jobs() == []
+
+
+async def test_github_cross_host_redirect_never_gets_the_token(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    await sim.post("/_sim/faults", {"kind": "redirect", "seconds": 30})
+    with pytest.raises(PermanentProviderError, match="refused a redirect"):
+        await make_provider().list_own_runners()
+    async with sim.http.get(sim.url + "/_sim/stats") as resp:
+        assert (await resp.json())["trap"]["hits"] == []
+
+
+async def test_a_trickling_github_cannot_hold_a_call_past_the_deadline(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    await sim.post("/_sim/faults", {"kind": "trickle", "interval": 0.5, "seconds": 5, "count": 1})
+    with pytest.raises(TransientProviderError, match="deadline|complete answer"):
+        await make_provider(call_deadline_s=1.0).list_own_runners()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from providers.base import GitLabOptions, Provider, RunnerRequest, runner_name_p
 from providers.errors import (
     PermanentProviderError,
     ProviderAuthError,
+    ProviderError,
     RateLimited,
     RunnerBusy,
     RunnerNotFound,
@@ -115,6 +117,7 @@ def make_provider() -> Any:
     def make(sim: Sim, **overrides: Any) -> GitLabProvider:
         observer = overrides.pop("observer", None)
         clock = overrides.pop("clock", None)
+        sleep = overrides.pop("sleep", None)
         fields: dict[str, Any] = {
             "name": "gitlab",
             "url": sim.url,
@@ -128,13 +131,15 @@ def make_provider() -> Any:
             kwargs["observer"] = observer
         if clock is not None:
             kwargs["clock"] = clock
+        if sleep is not None:
+            kwargs["sleep"] = sleep
         provider = GitLabProvider(GitLabOptions(**fields), **kwargs)
         made.append(provider)
         return provider
 
     yield make
     for provider in made:
-        provider._gl.session.close()  # sync close: the event loop of the test is gone
+        provider._client.http.session.close()  # sync close: the event loop of the test is gone
 
 
 def _request(name: str = "pool-a-1", **kw: Any) -> RunnerRequest:
@@ -652,3 +657,192 @@ async def test_graphql_pages_are_followed(sim: Sim, make_provider: Any) -> None:
     assert [r.path for r in sim.state.requests] == ["/api/graphql"] * 2
     with_created = make_provider(sim, instance=True, include_created=True)
     assert len(await with_created.pending_jobs()) == 151
+
+
+# -- issue 11.2: busy runners must not starve the job poll ------------------------------
+# Measured on the old code: 12 busy runners, the default 300 requests/min and a 2 s
+# reconcile spent 516 requests on per-runner activity checks against 9 job polls in two
+# minutes, and a new job stayed unseen for over 60 s. Here the same load runs on a clock
+# the test moves, and every request is classified by its endpoint.
+
+
+async def _no_sleep(_seconds: float) -> None:
+    """The budget never waits for real: the test's clock is the only time."""
+
+
+async def test_busy_runners_leave_the_job_poll_its_share(sim: Sim, make_provider: Any) -> None:
+    for _ in range(12):
+        await sim.add_job(1, ["docker"])
+    clock = FakeClock()
+    seen: Counter[str] = Counter()
+    sent_at: list[float] = []
+
+    def observe(_forge: str, endpoint: str, _status: int) -> None:
+        seen[endpoint] += 1
+        sent_at.append(clock())
+
+    provider = make_provider(sim, projects=("1",), clock=clock, observer=observe, sleep=_no_sleep)
+    ids = []
+    for i in range(12):
+        reg = await provider.register_runner(_request(f"busy-{i}"))
+        assert await Agent(sim, reg.credential).take() is not None
+        ids.append(reg.forge_runner_id)
+        clock.advance(1)
+    clock.advance(60)
+    seen.clear()
+    sent_at.clear()
+
+    rounds, new_job, seen_in_round = 60, None, None
+    for round_no in range(rounds):  # two minutes of a 2 s reconcile
+        if round_no == 20:
+            new_job = str(await sim.add_job(1, ["docker"]))
+        pending = {j.id for j in await provider.pending_jobs()}
+        if new_job in pending and seen_in_round is None:
+            seen_in_round = round_no
+        try:
+            activity = await provider.runner_activity(ids)
+            assert all(a.busy for a in activity)
+        except ProviderError:
+            pass  # the reconciler logs and keeps its last view; polls go on
+        clock.advance(2)
+
+    polls = seen["GET /projects/:id/jobs"]
+    activity_requests = sum(n for e, n in seen.items() if e.startswith("GET /runners"))
+    assert polls >= rounds - 1, seen  # every round saw the forge's demand
+    assert seen_in_round is not None and seen_in_round - 20 <= 1  # within one interval
+    assert activity_requests <= rounds + 12, seen  # one listing a round, not one per runner
+    age = provider.health().demand_age_s
+    assert age is not None and age <= 2  # the view /ready judges is one interval old
+    for start in sent_at:  # and the whole stays inside 300 requests in any minute
+        assert sum(1 for t in sent_at if start <= t < start + 60) <= 300
+    for rid in ids:
+        await provider.unregister_runner(rid, force=True)
+
+
+# -- issue 11 fault drills on the forgesim's fault book ----------------------------------
+
+
+async def test_a_forbidden_project_is_skipped_while_the_others_are_served(
+    sim: Sim, make_provider: Any
+) -> None:
+    """Issue 11.4: one 403 (CI/CD disabled, Guest) used to pause the whole forge."""
+    await sim.add_projects(1, 2, 3)
+    jobs = {await sim.add_job(p, ["docker"]) for p in (1, 3)}
+    await sim.add_job(2, ["docker"])
+    await sim.ctl(
+        "POST", "/_sim/faults", {"kind": "forbidden", "project": 2, "reason": "CI disabled"}
+    )
+    clock = FakeClock()
+    provider = make_provider(sim, projects=("1", "2", "3"), clock=clock)
+    assert {j.id for j in await provider.pending_jobs()} == {str(j) for j in jobs}
+    health = provider.health()
+    assert "403" in health.scope_errors["2"]
+    polled: Counter[str] = Counter()
+    watcher = make_provider(
+        sim,
+        projects=("1", "2", "3"),
+        clock=clock,
+        observer=lambda _f, e, _s: polled.update([e]),
+    )
+    await watcher.pending_jobs()
+    first = polled["GET /projects/:id/jobs"]
+    await watcher.pending_jobs()  # project 2 waits out its backoff: 2 requests, not 3
+    assert polled["GET /projects/:id/jobs"] - first == 2
+    assert await watcher.list_own_runners() == []  # the forge itself is not paused
+    await sim.ctl("DELETE", "/_sim/faults")
+    clock.advance(301)  # the backoff has passed: project 2 is asked again, and served
+    assert len(await watcher.pending_jobs()) == 3
+    assert watcher.health().scope_errors == {}
+
+
+@pytest.mark.parametrize("retry_after", [None, 7, 1e15])
+async def test_the_jobs_limiter_429_shapes_are_rate_limits_with_bounded_waits(
+    sim: Sim, make_provider: Any, retry_after: float | None
+) -> None:
+    """Issue 11.5c/11.3: a 429 with only Retry-After, or nothing; absurd values clamped."""
+    await sim.add_projects(1)
+    body: dict[str, Any] = {"kind": "rate_limit", "shape": "jobs_limiter", "count": 1}
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+    await sim.ctl("POST", "/_sim/faults", body)
+    provider = make_provider(sim, projects=("1",), clock=FakeClock())
+    with pytest.raises(RateLimited) as caught:
+        await provider.pending_jobs()
+    wait = caught.value.retry_after
+    assert wait is not None and 1 <= wait <= 900
+    if retry_after == 7:
+        assert wait == 7
+    assert provider.health().rate_limit_remaining is None  # GitLab did not say
+
+
+async def test_a_trickling_gitlab_cannot_hold_a_poll_past_the_deadline(
+    sim: Sim, make_provider: Any
+) -> None:
+    await sim.add_projects(1)
+    await sim.add_job(1, ["docker"])
+    await sim.ctl(
+        "POST", "/_sim/faults", {"kind": "trickle", "interval": 0.5, "seconds": 5, "count": 1}
+    )
+    provider = make_provider(sim, projects=("1",), call_deadline_s=1.0)
+    with pytest.raises(TransientProviderError, match="deadline|complete answer"):
+        await provider.pending_jobs()
+
+
+async def test_a_cross_host_redirect_never_gets_the_private_token(
+    sim: Sim, make_provider: Any
+) -> None:
+    """Issue 12.3d: python-gitlab followed it and re-sent PRIVATE-TOKEN to the new host."""
+    await sim.ctl("POST", "/_sim/faults", {"kind": "redirect", "seconds": 30})
+    provider = make_provider(sim, projects=("1",))
+    with pytest.raises(PermanentProviderError, match="refused a redirect"):
+        await provider.list_own_runners()
+    stats = await sim.ctl("GET", "/_sim/stats")
+    assert stats["trap"]["hits"] == []
+
+
+# -- issue 15 (stretch): many projects per GraphQL request, REST behind it ----------------
+
+
+async def test_graphql_poll_sees_100_projects_in_one_request(sim: Sim, make_provider: Any) -> None:
+    """REST needs one request per project (50 a round at the default budget, so half the
+    projects waited two intervals); GraphQL lists them all in one."""
+    await sim.add_projects(*range(1, 101))
+    wanted = {str(await sim.add_job(p, ["docker"])) for p in range(1, 101)}
+    running = await sim.add_job(5, ["docker"])
+    await sim.ctl("POST", f"/_sim/jobs/{running}", {"status": "running"})
+    seen: Counter[str] = Counter()
+    provider = make_provider(
+        sim,
+        projects=tuple(str(p) for p in range(1, 101)),
+        graphql_poll=True,
+        observer=lambda _f, e, _s: seen.update([e]),
+    )
+    jobs = await provider.pending_jobs()
+    assert {j.id for j in jobs} == wanted
+    assert {j.scope for j in jobs} == {str(p) for p in range(1, 101)}
+    assert seen == Counter({"POST /graphql": 1})
+
+
+async def test_graphql_poll_hands_missing_projects_and_refusals_to_rest(
+    sim: Sim, make_provider: Any
+) -> None:
+    await sim.add_projects(1, 3)
+    wanted = {str(await sim.add_job(p, ["docker"])) for p in (1, 3)}
+    seen: Counter[str] = Counter()
+    provider = make_provider(
+        sim,
+        projects=("1", "404", "3"),  # 404: not in the GraphQL answer, so REST asks it
+        graphql_poll=True,
+        clock=FakeClock(),
+        observer=lambda _f, e, _s: seen.update([e]),
+    )
+    assert {j.id for j in await provider.pending_jobs()} == wanted
+    assert "404" in provider.health().scope_errors  # REST asked it and was refused
+    assert (seen["POST /graphql"], seen["GET /projects/:id/jobs"]) == (1, 1)
+    await sim.ctl("POST", "/_sim/faults", {"kind": "graphql_refused", "shape": "not_found"})
+    seen.clear()
+    assert {j.id for j in await provider.pending_jobs()} == wanted
+    assert (seen["POST /graphql"], seen["GET /projects/:id/jobs"]) == (1, 2)  # 404 backs off
+    seen.clear()
+    await provider.pending_jobs()
+    assert seen["POST /graphql"] == 0  # refused: not asked again for an hour

@@ -163,3 +163,37 @@ async def test_a_bug_in_a_poll_is_a_bug_not_a_forge_pause(two: TwoForges) -> Non
     summary = await two.reconciler.run_once()
     assert summary.result == "error" and "KeyError" in summary.error
     assert not two.forge("gitlab")["paused"]
+
+
+async def test_ready_is_503_while_a_forge_view_is_stale(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A forge that never answers: the daemon keeps reconciling (the other side works),
+    but /ready says why it is not ready instead of 200 with an old view."""
+    import aiohttp
+
+    from orchestrator.app import Daemon
+
+    world = FakeWorld()
+    forge = HangingForge(world, name="gitlab", kind="gitlab")
+    settings = make_settings(poll_interval=0.1, forge_call_timeout=30)
+
+    def providers(s: Settings, instance: str, observer: object) -> dict[str, FakeForge]:
+        return {"gitlab": forge}
+
+    daemon = Daemon(settings, providers=providers, runtime=lambda s, i: FakeRuntime(world))  # type: ignore[arg-type]
+    await daemon.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{daemon.port}/ready"
+            for _ in range(200):
+                async with session.get(url) as response:
+                    body = await response.json()
+                if any("stale" in r for r in body["reasons"]):
+                    break
+                await asyncio.sleep(0.05)
+            assert response.status == 503
+            assert any("forge gitlab stale: no successful poll yet" in r for r in body["reasons"])
+    finally:
+        forge.release.set()
+        await daemon.stop()

@@ -368,19 +368,25 @@ async def test_unregister_by_id_and_by_name(mocked: responses.RequestsMock) -> N
     assert sum(1 for c in mocked.calls if c.request.method == "DELETE") == 2
 
 
-async def test_runner_activity(mocked: responses.RequestsMock) -> None:
-    mocked.get(
-        url("/repos/octo/app/actions/runners/1"), json=runner_json(1, PREFIX + "a", busy=True)
-    )
-    mocked.get(url("/repos/octo/app/actions/runners/2"), status=404, json={"message": "Not Found"})
+async def test_runner_activity_is_one_listing_for_every_runner(
+    mocked: responses.RequestsMock,
+) -> None:
+    """Issue 11.2: one GET per runner per round spent the budget the job poll needs."""
     mocked.get(
         url("/repos/octo/app/actions/runners"),
-        json={"total_count": 1, "runners": [runner_json(3, PREFIX + "r", status="offline")]},
+        json={
+            "total_count": 2,
+            "runners": [
+                runner_json(1, PREFIX + "a", busy=True),
+                runner_json(3, PREFIX + "r", status="offline"),
+            ],
+        },
     )
     one, two, three = await make().runner_activity(["1", "2", f"name:{PREFIX}r"])
     assert (one.forge_runner_id, one.busy, one.online, one.exists) == ("1", True, True, True)
     assert (two.forge_runner_id, two.exists) == ("2", False)
     assert (three.forge_runner_id, three.busy, three.online) == ("3", False, False)
+    assert len(mocked.calls) == 1
 
 
 async def test_list_own_runners_only_ours(mocked: responses.RequestsMock) -> None:
@@ -403,7 +409,6 @@ async def test_list_own_runners_only_ours(mocked: responses.RequestsMock) -> Non
     ("status", "headers", "body", "error", "retry_after"),
     [
         (401, {}, {"message": "Bad credentials"}, ProviderAuthError, None),
-        (403, {}, {"message": "Resource not accessible"}, ProviderAuthError, None),
         (403, {"Retry-After": "30"}, {"message": "secondary rate limit"}, RateLimited, 30),
         (429, {"Retry-After": "7"}, {"message": "slow down"}, RateLimited, 7),
         (
@@ -467,15 +472,34 @@ async def test_a_missing_repository_is_skipped_not_fatal(mocked: responses.Reque
         await provider.register_runner(req(ephemeral=False))
 
 
-async def test_library_errors_are_chained(mocked: responses.RequestsMock) -> None:
+async def test_errors_carry_the_forges_message(mocked: responses.RequestsMock) -> None:
     mocked.post(
         url("/repos/octo/app/actions/runners/registration-token"),
         status=401,
         json={"message": "Bad credentials"},
     )
-    with pytest.raises(ProviderAuthError) as caught:
+    with pytest.raises(ProviderAuthError, match="Bad credentials"):
         await make().register_runner(req(ephemeral=False))
-    assert type(caught.value.__cause__).__name__ == "BadCredentialsException"
+
+
+async def test_a_refused_repository_is_skipped_and_only_a_refused_token_pauses(
+    mocked: responses.RequestsMock,
+) -> None:
+    """Issue 11.4: one 403 repo used to pause the whole forge as 'authentication failed'."""
+    mocked.get(
+        url("/repos/octo/locked/actions/runs"),
+        status=403,
+        json={"message": "Resource not accessible by personal access token"},
+    )
+    mocked.get(url("/repos/octo/app/actions/runs"), json=_runs(), headers=rate_headers())
+    provider = make(repos=("octo/app", "octo/locked"))
+    assert await provider.pending_jobs() == []
+    assert "Resource not accessible" in provider.health().scope_errors["octo/locked"]
+    # Every repository refused: the token itself is checked, and a refusal pauses.
+    mocked.get(url("/rate_limit"), status=401, json={"message": "Bad credentials"})
+    alone = make(repos=("octo/locked",))
+    with pytest.raises(ProviderAuthError):
+        await alone.pending_jobs()
 
 
 async def test_connection_error_is_transient_and_observed_as_0(
@@ -503,7 +527,7 @@ def _delivery(action: str, repo: str = "octo/app", job_id: int = 42) -> bytes:
     ).encode()
 
 
-@pytest.mark.parametrize("action", ["queued", "waiting"])
+@pytest.mark.parametrize("action", ["queued"])
 async def test_webhook_queued_gives_a_hint_and_a_nudge(action: str) -> None:
     body = _delivery(action)
     headers = {"x-github-event": "workflow_job", "x-hub-signature-256": _sign(body)}
@@ -572,9 +596,19 @@ async def test_webhook_ping() -> None:
     assert (result.event, result.nudge) == ("ping", False)
 
 
-async def test_finished_webhook_removes_job_from_cached_demand(
-    mocked: responses.RequestsMock,
-) -> None:
+async def test_a_job_waiting_for_deployment_approval_is_not_demand() -> None:
+    """Issue 11.6: such a job cannot run until approved; a runner for it would idle."""
+    for action, status in (("waiting", "waiting"), ("queued", "waiting")):
+        payload = json.loads(_delivery(action))
+        payload["workflow_job"]["status"] = status
+        body = json.dumps(payload).encode()
+        headers = {"X-GitHub-Event": "workflow_job", "X-Hub-Signature-256": _sign(body)}
+        result = await make().handle_webhook(headers, body)
+        assert (result.nudge, result.jobs) == (False, ())
+
+
+async def test_the_provider_keeps_no_webhook_hints(mocked: responses.RequestsMock) -> None:
+    """Hints belong to the orchestrator's forge tracker; pending_jobs is the poll's truth."""
     headers = rate_headers(remaining=100, reset=time.time() + 3600)
     mocked.get(url("/repos/octo/app/actions/runs"), json=_runs(7), headers=headers)
     mocked.get(
@@ -584,16 +618,12 @@ async def test_finished_webhook_removes_job_from_cached_demand(
     )
     provider = make(low_rate_limit=500)
     assert [j.id for j in await provider.pending_jobs()] == ["42"]
-    body = _delivery("completed")
-    await provider.handle_webhook(
-        {"X-GitHub-Event": "workflow_job", "X-Hub-Signature-256": _sign(body)}, body
-    )
-    queued = _delivery("queued", job_id=43)
-    await provider.handle_webhook(
-        {"X-GitHub-Event": "workflow_job", "X-Hub-Signature-256": _sign(queued)}, queued
-    )
+    for body in (_delivery("completed"), _delivery("queued", job_id=43)):
+        await provider.handle_webhook(
+            {"X-GitHub-Event": "workflow_job", "X-Hub-Signature-256": _sign(body)}, body
+        )
     calls = len(mocked.calls)
-    assert [j.id for j in await provider.pending_jobs()] == ["43"]  # from cache + hints
+    assert [j.id for j in await provider.pending_jobs()] == ["42"]  # stretched: last poll
     assert len(mocked.calls) == calls
 
 
@@ -621,3 +651,11 @@ async def test_a_cancelled_call_does_not_starve_the_client_pool(
     await provider.aclose()
     with pytest.raises(PermanentProviderError):
         await provider.pending_jobs()
+
+
+async def test_a_deeply_nested_delivery_is_a_400_not_a_crash() -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    headers = {"X-GitHub-Event": "workflow_job", "X-Hub-Signature-256": _sign(body)}
+    with pytest.raises(WebhookRejected) as caught:
+        await make().handle_webhook(headers, body)
+    assert caught.value.status == 400

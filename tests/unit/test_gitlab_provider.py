@@ -31,7 +31,7 @@ from providers.errors import (
     WebhookRejected,
 )
 from providers.gitlab import GitLabProvider, endpoint_template
-from providers.http import parse_time, retry_after
+from providers.wire import parse_time, retry_after
 
 URL = "http://gl.test"
 API = f"{URL}/api/v4"
@@ -672,3 +672,11 @@ async def test_graphql_is_budgeted_too(rsps: responses.RequestsMock) -> None:
     first = await p.pending_jobs()  # the one-request burst of a 6/min budget
     assert await p.pending_jobs() == first  # no token left: the last answer, no request
     assert len(rsps.calls) == 1
+
+
+async def test_a_deeply_nested_hook_body_is_a_400_not_a_crash() -> None:
+    """Issue 12.1: 100k-deep JSON raised RecursionError (a 500) with a valid secret."""
+    body = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(WebhookRejected) as caught:
+        await provider().handle_webhook(HOOK, body)
+    assert caught.value.status == 400

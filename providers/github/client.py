@@ -1,0 +1,117 @@
+"""The GitHub client: our own ``requests.Session`` over the shared request layer.
+
+PyGithub is not used for requests: it has no public per-client transport hook (only the
+process-global ``Requester.injectConnectionClasses``), its ``PaginatedList`` sends no
+``If-None-Match``, its retry sleeps until the primary reset (up to an hour), and the
+endpoints an autoscaler needs (repository JIT configs, registration tokens) are not
+wrapped. It is used for ``github.Auth``, the credential object that writes the
+``Authorization`` header (App installation auth would plug in there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+from github import Auth
+
+from providers.base import GitHubOptions, RequestObserver
+from providers.budget import Budget, Priority, RateGate, Sleep
+from providers.github.parse import MalformedAnswer, endpoint_template
+from providers.http import ForgeHTTP, Limits
+from providers.wire import RateView, header, next_link
+
+T = TypeVar("T")
+
+MAX_PAGES = 100  # a guard against a Link loop; GitHub caps run searches at 1,000 results
+DEFAULT_CONCURRENCY = 4
+SECONDARY_LIMIT_WAIT_S = 60.0  # GitHub: with no Retry-After and budget left, wait >= 60 s
+
+
+class GitHubClient:
+    """Budget, rate gate and session of one GitHub (or GHES)."""
+
+    def __init__(
+        self,
+        options: GitHubOptions,
+        *,
+        observer: RequestObserver,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.name = options.name
+        self._api_url = options.api_url.rstrip("/")
+        api_path = urlsplit(self._api_url).path.rstrip("/")
+        self.budget = Budget(options.requests_per_minute, clock, sleep)
+        self.gate = RateGate(
+            clock,
+            min_wait_s=options.min_retry_wait_s,
+            max_wait_s=options.max_retry_wait_s,
+            default_wait_s=SECONDARY_LIMIT_WAIT_S,
+        )
+        self.http = ForgeHTTP(
+            name=options.name,
+            base_url=self._api_url,
+            limits=Limits(
+                request_timeout_s=options.request_timeout_s,
+                call_deadline_s=options.call_deadline_s,
+                min_wait_s=options.min_retry_wait_s,
+                max_wait_s=options.max_retry_wait_s,
+                max_concurrency=max_concurrency,
+            ),
+            budget=self.budget,
+            gate=self.gate,
+            rate=RateView("x-ratelimit-"),
+            template=lambda method, url: endpoint_template(method, url, api_path),
+            observer=observer,
+        )
+        session_headers: dict[str, str] = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "runner-orchestrator",
+        }
+        Auth.Token(options.token).authentication(session_headers)
+        self.http.session.headers.update(session_headers)
+
+    async def call(self, priority: Priority, fn: Callable[[], T]) -> T:
+        """One blocking call (any number of requests) through the shared layer."""
+        return await self.http.call(priority, fn)
+
+    def url(self, path: str) -> str:
+        return path if "://" in path else f"{self._api_url}{path}"
+
+    def json(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """One request; error answers were already raised by the transport."""
+        response = self.http.session.request(
+            method, self.url(path), json=dict(body) if body is not None else None
+        )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise MalformedAnswer(f"{self.name}: {method} {path} answered non-JSON") from exc
+
+    def pages(self, path: str, params: Mapping[str, str]) -> Iterator[Any]:
+        """Every page of a list, each fetched conditionally (page 2 can change alone).
+
+        Sorted, identical query strings between polls: a different URL has another ETag.
+        ``Link`` URLs are followed as given (``/repositories/{id}/...`` forms included);
+        the transport refuses one that points to another host.
+        """
+        url: str | None = self.url(f"{path}?{urlencode(sorted(params.items()))}")
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return
+            response = self.http.session.get(url)
+            try:
+                yield response.json()
+            except ValueError as exc:
+                raise MalformedAnswer(f"{self.name}: GET {path} answered non-JSON") from exc
+            url = next_link(header(response.headers, "link"))
