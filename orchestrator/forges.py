@@ -20,8 +20,8 @@ Rules this module enforces:
 * **A stale view is never ok.** A forge whose last successful poll is older than
   ``stale_after_polls`` intervals is *stale*: reported in the snapshot and on ``/ready``.
 * **One hint layer.** A webhook's job (or "finished") is a hint kept until a poll that
-  *started after* the hint supersedes it, and never longer than ``hint_ttl_s`` nor more
-  than ``hint_max`` per forge (oldest dropped first).
+  evidently read its scope supersedes it (see :meth:`ForgeTracker._succeeded`), and
+  never longer than ``hint_ttl_s`` nor more than ``hint_max`` per forge (oldest first).
 """
 
 from __future__ import annotations
@@ -71,12 +71,14 @@ class ForgeLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ForgeLimits:
-        """The daemon's bounds: a reconcile waits for slow polls at most min(5 s, interval)."""
+        """The daemon's bounds: a reconcile waits for slow polls at most min(5 s, interval);
+        a webhook hint no poll confirmed lives five intervals (at least 2 min)."""
         return cls(
             poll_interval_s=settings.poll_interval,
             call_timeout_s=settings.forge_call_timeout,
             poll_grace_s=min(settings.forge_call_timeout, settings.poll_interval, 5.0),
             wait_max_s=settings.forge_retry_after_max,
+            hint_ttl_s=max(120.0, 5 * settings.poll_interval),
         )
 
     @property
@@ -223,9 +225,20 @@ class ForgeTracker:
         forge.failures = 0
         forge.retry_at = None
         forge.last_ok_at = self.clock()
-        # Hints that arrived before this poll started are superseded by it.
-        forge.hints = {k: v for k, v in forge.hints.items() if v[1] > started}
-        forge.finished = {k: v for k, v in forge.finished.items() if v > started}
+        # A poll supersedes a hint only where it evidently read the hint's scope: the job
+        # is in its answer (the poll's view takes over), or the poll started after the
+        # hint and answered other jobs of that scope but not this one. A provider may skip
+        # or serve from cache a scope it did not read this time (budget, a refused repo),
+        # so "any later poll" is not proof; age and count bound what is left.
+        polled = {j.key for j in forge.jobs}
+        read = {j.scope for j in forge.jobs}
+        forge.hints = {
+            k: (job, at)
+            for k, (job, at) in forge.hints.items()
+            if k not in polled and not (at < started and job.scope in read)
+        }
+        # A "finished" mark is needed only while a poll still lists the job.
+        forge.finished = {k: at for k, at in forge.finished.items() if k in polled}
 
     def _failed(self, forge: ForgeState, exc: ProviderError, kind: str) -> None:
         forge.failures += 1

@@ -195,6 +195,9 @@ class ProviderHealth:
     #: Seconds since the stalest served scope's jobs were last read (None: not yet). A
     #: forge whose demand is older than a few intervals is degraded, not "ok".
     demand_age_s: float | None = None
+    #: Scopes whose last poll found more waiting jobs than ``max_jobs_per_scope``: only
+    #: that many were read (issue 12.8: a page of 100k jobs was taken whole).
+    jobs_capped: Mapping[str, int] = dataclasses.field(default_factory=dict)
     #: Requests sent so far by budget class (``job_poll``, ``webhook``, ``registration``,
     #: ``activity``, ``sweep``) and calls skipped to keep budget for more urgent ones.
     requests_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -275,6 +278,7 @@ class GitLabOptions:
     requests_per_minute: int = 300  # budget, well under GitLab's 600/min default
     include_created: bool = False  # also count jobs in status "created" as demand
     graphql_poll: bool = False  # pending jobs of up to 100 projects per GraphQL request
+    max_jobs_per_scope: int = 1000  # jobs read per project per poll; the rest is counted
     webhook_secret: str = dataclasses.field(default="", repr=False)
     group_refresh_s: float = 300.0
     request_timeout_s: float = 15.0  # connect and per read
@@ -300,6 +304,7 @@ class GitHubOptions:
     low_rate_limit: int = 500  # below this many remaining, stretch the poll interval
     requests_per_minute: int = 600  # pace polls under GitHub's secondary limit (900/min)
     poll_interval_s: float = 15.0  # the daemon's interval, to tell when pacing stretches it
+    max_jobs_per_scope: int = 1000  # queued jobs read per repository per poll
     request_timeout_s: float = 15.0  # connect and per read
     call_deadline_s: float = 60.0  # one whole call, every page included
     min_retry_wait_s: float = 1.0  # every wait GitHub asks for is clamped to this range

@@ -9,7 +9,7 @@ counts those too). Before a *call* starts it is admitted by priority:
 priority           starts when the bucket has   when it is short
 =================  ===========================  ==========================================
 ``JOB_POLL``       one request                  waits up to 10 s
-``WEBHOOK``        one request                  waits up to 5 s
+``WEBHOOK``        one request                  waits up to 2 s (inside a delivery)
 ``REGISTRATION``   a tenth of the burst left    waits up to 5 s
 ``ACTIVITY``       a quarter of the burst left  skipped: :class:`BudgetShort`
 ``SWEEP``          half of the burst left       skipped: :class:`BudgetShort`
@@ -60,7 +60,7 @@ _HEADROOM = {
 }
 #: Priorities that wait for budget instead of being skipped, and for how long at most
 #: (a reconcile awaits them: a long wait would hold every other forge's work).
-_WAITS = {Priority.JOB_POLL: 10.0, Priority.WEBHOOK: 5.0, Priority.REGISTRATION: 5.0}
+_WAITS = {Priority.JOB_POLL: 10.0, Priority.WEBHOOK: 2.0, Priority.REGISTRATION: 5.0}
 
 
 class BudgetShort(TransientProviderError):

@@ -154,7 +154,14 @@ class ForgeTransport(HTTPAdapter):
                     f"{self._forge.name}: answer still arriving at the call deadline "
                     f"({self._forge.limits.call_deadline_s:.0f}s)"
                 )
-            piece = read(_CHUNK, decode_content=True)
+            try:
+                piece = read(_CHUNK, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError as exc:  # as requests' iter_content maps
+                raise requests.exceptions.ReadTimeout(exc) from exc
+            except urllib3.exceptions.DecodeError as exc:
+                raise requests.exceptions.ContentDecodingError(exc) from exc
+            except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError) as exc:
+                raise requests.exceptions.ChunkedEncodingError(exc) from exc
             if not piece:
                 return b"".join(pieces)
             size += len(piece)

@@ -7,9 +7,10 @@ Both adapters poll the same way, so it lives here once:
   never starved because every other kind of request leaves it headroom: see
   :mod:`providers.budget`);
 * a scope that answers 403 or 404 is *skipped*, not the forge: its reason is kept for
-  ``health().scope_errors`` and it is asked again after a backoff that doubles (5 min,
-  10 min, ... 1 h) while the rest is served (issue 11.4). Only when *every* scope refuses
-  is the token itself checked; a failed identity check pauses the forge;
+  ``health().scope_errors`` and, after one more try the next round, it is asked again
+  after a backoff that doubles (30 s, 1 min, ... 1 h) while the rest is served (11.4).
+  Only when *every* scope refuses is the token itself checked; a failed identity check
+  pauses the forge;
 * a rate limit or an auth error fails the whole poll (the forge must wait); a transient
   error of one scope keeps its previous answer, and fails the poll only if every scope
   polled this round failed.
@@ -57,7 +58,7 @@ class PollRound:
 class ScopeBook:
     """Per-scope answers, ages and refusals of one provider."""
 
-    def __init__(self, clock: Clock, *, retry_base_s: float = 300.0, retry_max_s: float = 3600.0):
+    def __init__(self, clock: Clock, *, retry_base_s: float = 30.0, retry_max_s: float = 3600.0):
         self._clock = clock
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
@@ -98,7 +99,13 @@ class ScopeBook:
         """403/404: drop its jobs (they are not demand we can serve) and back off."""
         scope = self._scopes[key]
         scope.strikes += 1
-        wait = min(self._retry_base_s * 2 ** min(scope.strikes - 1, 16), self._retry_max_s)
+        # The first refusal is asked again next round (a repository that is just being
+        # created, a permission being granted); from the second on, back off.
+        wait = (
+            0.0
+            if scope.strikes == 1
+            else min(self._retry_base_s * 2 ** min(scope.strikes - 2, 16), self._retry_max_s)
+        )
         now = self._clock()
         scope.jobs, scope.polled_at, scope.error, scope.retry_at = [], now, reason, now + wait
 

@@ -189,11 +189,15 @@ class Entry:
 
 
 class EtagCache:
-    """Last ``200`` of each GET URL that carried an ``ETag`` (bounded, least recent out)."""
+    """Last ``200`` of each GET URL that carried an ``ETag``, bounded in entries and bytes
+    (least recently used out; an answer over a sixteenth of the byte bound is not kept),
+    so 100 watched repositories cost a few MiB, not their worst case."""
 
-    def __init__(self, max_entries: int = 4096) -> None:
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 16 * 1024 * 1024) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._max = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
 
@@ -206,14 +210,22 @@ class EtagCache:
 
     def put(self, url: str, entry: Entry) -> None:
         with self._lock:
+            self._pop(url)
+            if len(entry.body) > self._max_bytes // 16:
+                return
             self._entries[url] = entry
-            self._entries.move_to_end(url)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+            self._bytes += len(entry.body)
+            while len(self._entries) > self._max or self._bytes > self._max_bytes:
+                self._pop(next(iter(self._entries)))
+
+    def _pop(self, url: str) -> None:
+        old = self._entries.pop(url, None)
+        if old is not None:
+            self._bytes -= len(old.body)
 
     def drop(self, url: str) -> None:
         with self._lock:
-            self._entries.pop(url, None)
+            self._pop(url)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -105,6 +105,7 @@ class GitHubProvider:
         self._paced: float | None = None
         self._pace_note = ""
         self._org_repos: dict[str, tuple[float, list[str]]] = {}
+        self._capped: dict[str, int] = {}  # written from worker threads, one key each
 
     # ------------------------------------------------------------------ runners
 
@@ -170,7 +171,9 @@ class GitHubProvider:
         return names
 
     def _poll_repo(self, repo: str) -> list[PendingJob]:
-        """Queued jobs of one repository: runs queued or in progress, then their jobs."""
+        """Queued jobs of one repository (runs queued or in progress, then their jobs), at
+        most ``max_jobs_per_scope`` of them."""
+        cap = max(1, self._options.max_jobs_per_scope)
         found: dict[str, PendingJob] = {}
         seen_runs: set[int] = set()
         for status in _RUN_STATUSES:
@@ -188,6 +191,10 @@ class GitHubProvider:
                             if job.get("status") == _QUEUED:
                                 pending = pending_job(job, repo)
                                 found[pending.id] = pending
+                        if len(found) > cap:  # issue 12.8: never read a huge backlog whole
+                            self._capped[repo] = cap
+                            return list(found.values())[:cap]
+        self._capped.pop(repo, None)
         return list(found.values())
 
     async def pending_jobs(self) -> Sequence[PendingJob]:
@@ -313,6 +320,7 @@ class GitHubProvider:
             requests_total=self._client.http.requests_total,
             scope_errors=errors,
             demand_age_s=self._book.demand_age(),
+            jobs_capped=dict(self._capped),
             requests_by_class={p.name.lower(): n for p, n in self._client.budget.sent.items()},
             skipped_by_class={p.name.lower(): n for p, n in self._client.budget.skipped.items()},
         )

@@ -11,6 +11,8 @@ sleep ~100 s on a 429), ``keep_base_url=True`` keeps pagination on the configure
 from __future__ import annotations
 
 import asyncio
+import builtins
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -119,6 +121,17 @@ class GitLabClient:
             path, query_data=query, get_all=all_pages, obey_rate_limit=False, max_retries=0
         )
         return [item for item in result if isinstance(item, dict)]
+
+    def first(self, path: str, query: JSON, limit: int) -> builtins.list[JSON]:
+        """The first ``limit`` items of a list, fetching only the pages they need."""
+        pages = self.gl.http_list(
+            path,
+            query_data={"per_page": PER_PAGE, **query},
+            iterator=True,
+            obey_rate_limit=False,
+            max_retries=0,
+        )
+        return [item for item in itertools.islice(pages, limit) if isinstance(item, dict)]
 
     def object(self, result: object, path: str) -> JSON:
         if not isinstance(result, dict):

@@ -44,7 +44,7 @@ from providers.errors import (
     ProviderError,
     WebhookRejected,
 )
-from providers.gitlab.client import GitLabClient
+from providers.gitlab.client import JSON, GitLabClient
 from providers.gitlab.graphql import GraphQLPoll
 from providers.gitlab.parse import (
     Project,
@@ -95,6 +95,7 @@ class GitLabProvider:
         self._instance_at: float | None = None
         self._group_projects: list[Project] = []
         self._groups_fetched_at: float | None = None
+        self._capped: dict[str, int] = {}
         self._graphql = (
             GraphQLPoll(self._client, self._statuses, clock) if options.graphql_poll else None
         )
@@ -248,9 +249,18 @@ class GitLabProvider:
         return self._book.jobs(keys)
 
     async def _poll_one(self, project: Project) -> list[PendingJob]:
+        """One project's waiting jobs, at most ``max_jobs_per_scope`` of them."""
         path = f"/projects/{quote(project.key, safe='')}/jobs"
-        query = {"scope[]": self._statuses()}
-        raw = await self._client.call(Priority.JOB_POLL, lambda: self._client.list(path, query))
+        query: JSON = {"scope[]": self._statuses()}
+        cap = max(1, self._options.max_jobs_per_scope)
+        raw = await self._client.call(
+            Priority.JOB_POLL, lambda: self._client.first(path, query, cap + 1)
+        )
+        if len(raw) > cap:
+            self._capped[project.scope] = cap
+            raw = raw[:cap]
+        else:
+            self._capped.pop(project.scope, None)
         return [job_from_rest(j, project.scope) for j in raw if j.get("status") in self._statuses()]
 
     async def _verify_identity(self) -> None:
@@ -316,6 +326,7 @@ class GitLabProvider:
             requests_total=self._client.http.requests_total,
             scope_errors=self._book.errors(),
             demand_age_s=self._demand_age(),
+            jobs_capped=dict(self._capped),
             requests_by_class={p.name.lower(): n for p, n in self._client.budget.sent.items()},
             skipped_by_class={p.name.lower(): n for p, n in self._client.budget.skipped.items()},
         )

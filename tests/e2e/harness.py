@@ -196,6 +196,9 @@ class Sim:
         if kind == "gitlab":  # the project the scenarios watch exists before any job does
             status, body = http("POST", f"{self.url}/_sim/projects", {"id": 1, "path": "app"})
             assert status in (200, 201), body
+        else:  # so does the repository (a 404 at the first poll skips it for minutes)
+            status, body = http("POST", f"{self.url}/_sim/repos/acme/app", {})
+            assert status in (200, 201), body
 
     @property
     def api_url(self) -> str:

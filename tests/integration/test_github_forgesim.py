@@ -744,3 +744,15 @@ async def test_a_trickling_github_cannot_hold_a_call_past_the_deadline(
     await sim.post("/_sim/faults", {"kind": "trickle", "interval": 0.5, "seconds": 5, "count": 1})
     with pytest.raises(TransientProviderError, match="deadline|complete answer"):
         await make_provider(call_deadline_s=1.0).list_own_runners()
+
+
+async def test_a_huge_backlog_is_read_only_up_to_the_cap_and_counted(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    """Issue 12.8: never read a repository's whole backlog; say it was capped."""
+    run_id = int((await sim.post("/_sim/repos/octo/app/runs"))["id"])
+    for _ in range(130):
+        await sim.job("octo/app", ("linux",), run_id)
+    provider = make_provider(max_jobs_per_scope=50)
+    assert len(await provider.pending_jobs()) == 50
+    assert provider.health().jobs_capped == {"octo/app": 50}

@@ -745,12 +745,13 @@ async def test_a_forbidden_project_is_skipped_while_the_others_are_served(
         observer=lambda _f, e, _s: polled.update([e]),
     )
     await watcher.pending_jobs()
+    await watcher.pending_jobs()  # asked once more the next round, refused again
     first = polled["GET /projects/:id/jobs"]
-    await watcher.pending_jobs()  # project 2 waits out its backoff: 2 requests, not 3
+    await watcher.pending_jobs()  # now project 2 waits out its backoff: 2 requests, not 3
     assert polled["GET /projects/:id/jobs"] - first == 2
     assert await watcher.list_own_runners() == []  # the forge itself is not paused
     await sim.ctl("DELETE", "/_sim/faults")
-    clock.advance(301)  # the backoff has passed: project 2 is asked again, and served
+    clock.advance(31)  # the backoff has passed: project 2 is asked again, and served
     assert len(await watcher.pending_jobs()) == 3
     assert watcher.health().scope_errors == {}
 
@@ -842,7 +843,23 @@ async def test_graphql_poll_hands_missing_projects_and_refusals_to_rest(
     await sim.ctl("POST", "/_sim/faults", {"kind": "graphql_refused", "shape": "not_found"})
     seen.clear()
     assert {j.id for j in await provider.pending_jobs()} == wanted
-    assert (seen["POST /graphql"], seen["GET /projects/:id/jobs"]) == (1, 2)  # 404 backs off
+    assert (seen["POST /graphql"], seen["GET /projects/:id/jobs"]) == (1, 3)  # 404 once more
     seen.clear()
     await provider.pending_jobs()
+    assert seen["GET /projects/:id/jobs"] == 2  # now 404 backs off
     assert seen["POST /graphql"] == 0  # refused: not asked again for an hour
+
+
+async def test_a_huge_backlog_is_read_only_up_to_the_cap_and_counted(
+    sim: Sim, make_provider: Any
+) -> None:
+    """Issue 12.8: a forge page of 100k jobs was taken whole (25 MB /status, +160 MB RSS)."""
+    await sim.ctl("POST", "/_sim/projects/1/jobs", {"tags": ["docker"], "count": 150})
+    await sim.ctl("POST", "/_sim/faults", {"kind": "oversized_page", "size": 5000})
+    provider = make_provider(sim, projects=("1",), max_jobs_per_scope=120)
+    assert len(await provider.pending_jobs()) == 120
+    assert provider.health().jobs_capped == {"1": 120}
+    await sim.ctl("DELETE", "/_sim/faults")
+    roomy = make_provider(sim, projects=("1",), max_jobs_per_scope=1000)
+    assert len(await roomy.pending_jobs()) == 150
+    assert roomy.health().jobs_capped == {}

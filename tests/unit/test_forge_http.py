@@ -22,6 +22,7 @@ from providers.errors import (
     AccessDenied,
     DeadlineExceeded,
     RateLimited,
+    TransientProviderError,
     UnsafeRedirect,
 )
 from providers.github import GitHubProvider
@@ -325,3 +326,69 @@ async def test_a_link_to_another_host_is_not_followed() -> None:
     with pytest.raises(UnsafeRedirect):
         await github().list_own_runners()
     assert len(responses.calls) == 1
+
+
+def _stall(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "10")
+    handler.end_headers()
+    handler.wfile.write(b"[")
+    handler.wfile.flush()
+    time.sleep(1.5)  # longer than one read may wait
+
+
+def _cut(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "100")
+    handler.end_headers()
+    handler.wfile.write(b"[1,")
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("handler", [_stall, _cut], ids=["read-timeout", "cut-short"])
+async def test_a_body_that_stalls_or_is_cut_short_is_transient_not_a_bug(
+    servers: list[_Server], handler: Any
+) -> None:
+    """The body is read below requests, so urllib3's errors must be mapped there too."""
+    server = _Server(handler)
+    servers.append(server)
+    provider = gitlab(url=server.url, request_timeout_s=0.5, call_deadline_s=10.0)
+    with pytest.raises(TransientProviderError):
+        await provider.list_own_runners()
+    await provider.aclose()
+
+
+def test_the_etag_cache_is_bounded_in_bytes_not_only_entries() -> None:
+    from providers.wire import Entry, EtagCache
+
+    cache = EtagCache(max_entries=100, max_bytes=1600)
+    for i in range(10):
+        cache.put(f"u{i}", Entry('"e"', {}, b"x" * 100))
+    assert len(cache) == 10
+    for i in range(10, 30):
+        cache.put(f"u{i}", Entry('"e"', {}, b"x" * 100))
+    assert len(cache) == 16  # 1600 bytes
+    assert cache.get("u0") is None and cache.get("u29") is not None
+    cache.put("big", Entry('"e"', {}, b"x" * 101))  # over a sixteenth: never kept
+    assert cache.get("big") is None
+
+
+async def test_a_registration_waits_for_budget_but_only_a_few_seconds() -> None:
+    clock = Clock()
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    budget = Budget(60, clock, sleep)  # burst 10, refill 50/min
+    for _ in range(10):
+        budget.charge(Priority.JOB_POLL)
+    started = clock.now
+    await budget.admit(Priority.REGISTRATION, 60)  # needs 2 tokens: ~2.4 s of refill
+    assert 0 < clock.now - started <= 5
+    for _ in range(30):
+        budget.charge(Priority.REGISTRATION)  # deep in debt: ~36 s to recover
+    with pytest.raises(BudgetShort):
+        await budget.admit(Priority.REGISTRATION, 60)  # gives up after its 5 s, not 60

@@ -137,20 +137,28 @@ async def test_every_wait_a_forge_asks_for_is_clamped(
     assert summary.error == ""
 
 
-async def test_webhook_hints_are_one_bounded_layer_superseded_by_a_later_poll(
+async def test_webhook_hints_are_one_bounded_layer_superseded_by_a_poll_that_read_them(
     two: TwoForges,
 ) -> None:
     tracker = two.reconciler.forges
     now = two.clock.now
-    many = tuple(PendingJob(str(i), "o/r", ("docker",), now) for i in range(3000))
+    many = tuple(PendingJob(str(i), "group/project", ("docker",), now) for i in range(3000))
     tracker.on_webhook("github", WebhookResult("workflow_job.queued", True, jobs=many))
     assert len(tracker.forges["github"].hints) == tracker.limits.hint_max
+    # A poll that did not read the hints' scope (refused, skipped for budget, cached)
+    # is no proof: the hints stay. (Dropping them here lost the e2e webhook's job.)
+    elsewhere = PendingJob("x1", "other/repo", ("docker",), now)
+    tracker.on_webhook("github", WebhookResult("workflow_job.queued", True, jobs=(elsewhere,)))
     two.clock.advance(1)
-    await tracker.poll()  # a poll that started after the hints: it knows better
-    assert tracker.forges["github"].hints == {}
-    tracker.on_webhook("github", WebhookResult("workflow_job.queued", True, jobs=many[:1]))
+    await tracker.poll()
+    assert "github:x1" in tracker.forges["github"].hints
+    # A later poll that read "group/project" (it lists another job there) supersedes them.
+    two.world.add_job("github", ["docker"])
+    await tracker.poll()
+    hints = tracker.forges["github"].hints
+    assert list(hints) == ["github:x1"]
     two.clock.advance(tracker.limits.hint_ttl_s + 1)
-    assert [j for j in tracker.demand() if j.forge == "github"] == []  # aged out
+    assert [j for j in tracker.demand() if j.forge == "github" and j.id == "x1"] == []  # aged out
 
 
 async def test_a_bug_in_a_poll_is_a_bug_not_a_forge_pause(two: TwoForges) -> None:

@@ -680,3 +680,27 @@ async def test_a_deeply_nested_hook_body_is_a_400_not_a_crash() -> None:
     with pytest.raises(WebhookRejected) as caught:
         await provider().handle_webhook(HOOK, body)
     assert caught.value.status == 400
+
+
+async def test_a_hook_for_a_project_outside_the_scopes_is_not_demand() -> None:
+    """Issue 11.6: GitHub checked the scope of a delivery, GitLab did not."""
+    p = provider(projects=("1", "grp/app"), groups=("team",))
+    for body in (
+        hook(project_id=99, project={"path_with_namespace": "other/thing"}),
+        hook(project_id=98, project={"path_with_namespace": "teammate/app"}),  # not team/
+    ):
+        result = await p.handle_webhook(HOOK, body)
+        assert (result.nudge, result.jobs, result.finished_job_ids) == (False, (), ())
+
+
+async def test_hooks_for_configured_projects_and_group_members_are_demand(
+    rsps: responses.RequestsMock,
+) -> None:
+    rsps.get(f"{API}/projects/7/jobs/5", json=job(5))
+    rsps.get(f"{API}/projects/1/jobs/5", json=job(5))
+    p = provider(projects=("1",), groups=("team",))
+    by_group = await p.handle_webhook(
+        HOOK, hook(project_id=7, project={"path_with_namespace": "team/sub/app"})
+    )
+    by_id = await p.handle_webhook(HOOK, hook())
+    assert by_group.jobs and by_id.jobs
