@@ -79,9 +79,13 @@ async def _swarm(host: DockerHostConfig) -> Impl:
     client.close()
     if problem:
         pytest.skip(f"SWARM CONTRACT NOT RUN: {problem}")
-    runtime = SwarmRuntime(new_instance_id(), [host.model_copy(update={"mode": "swarm"})])
-    events = Events()
-    await runtime.start(events)
+    try:
+        runtime = SwarmRuntime(new_instance_id(), [host.model_copy(update={"mode": "swarm"})])
+        events = Events()
+        await runtime.start(events)
+    except BaseException:
+        support.release()  # nobody will call close(): give the swarm back now
+        raise
 
     def spec(exit_code: int | None = None, **overrides: Any) -> ContainerSpec:
         if exit_code is not None:
