@@ -53,6 +53,7 @@ def acquire(client: Any) -> str:
     with _locked() as state:
         local, manager = swarm_state(client)
         if local == "inactive":
+            state["had_gwbridge"] = bool(client.networks(names=["docker_gwbridge"]))
             result = subprocess.run(
                 ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"],
                 capture_output=True,
@@ -80,6 +81,13 @@ def release() -> None:
                 timeout=60,
                 check=False,
             )
+            if not state.get("had_gwbridge", True):  # swarm init made it; leave does not remove it
+                subprocess.run(
+                    ["docker", "network", "rm", "docker_gwbridge"],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
             state["initialised"] = False
 
 
