@@ -706,6 +706,8 @@ class DockerRuntime:
         summaries = client.api.containers(all=True, filters={"label": self._label_filter})
         result = []
         for summary in summaries:
+            if "com.docker.swarm.service.id" in (summary.get("Labels") or {}):
+                continue  # a Swarm task: the Swarm runtime's, listed as its service
             try:
                 result.append(cast(dict[str, Any], client.api.inspect_container(summary["Id"])))
             except docker.errors.NotFound:  # removed between list and inspect
