@@ -7,8 +7,14 @@ translated here, at the edge, into :class:`HostUnavailable`, :class:`NoCapacity`
 How it works, and why:
 
 * **One ``DockerClient`` per host for the daemon's life.** The SDK is blocking
-  (``requests``), so every call runs in ``asyncio.to_thread`` under one semaphore that
-  bounds how many threads hammer the engines at once (STYLE.md §5 item 11).
+  (``requests``), so every call runs in a worker thread under one semaphore that bounds
+  how many threads hammer the engines at once (STYLE.md §5 item 11). It admits as many
+  calls as the reconciler spawns runners at once (8), on the runtime's own thread pool of
+  that size: on asyncio's shared default pool (``cpu_count + 4`` threads, 6 on two
+  cores, also used by the forge providers) and a semaphore of 4, a burst's Docker calls
+  queued behind each other and behind forge calls (docs/benchmarks.md). Each client's
+  connection pool holds that many calls plus the event stream and a ping, so no call
+  opens and drops a connection of its own.
 * **Labels are the only ownership record.** Every container, network and volume created
   here carries :func:`labels_for`; listing and clean-up filter on
   ``io.runner-orchestrator.managed=true`` *and* this daemon's instance id, and ``stop`` /
@@ -35,8 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import io
 import tarfile
 import threading
@@ -97,6 +106,8 @@ CONNECT_TIMEOUT_S = 10
 #: json-file log rotation per container: enough for a job's tail, bounded on disk.
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 DOCKER_SOCKET = "/var/run/docker.sock"
+#: SDK calls in flight at once, all hosts together: the reconciler's spawn concurrency.
+DEFAULT_MAX_CONCURRENCY = 8
 #: Exceptions that mean "the endpoint did not answer", not "the engine said no".
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
@@ -197,7 +208,7 @@ class DockerRuntime:
         *,
         network_name: str = "",
         credential_delivery: Literal["file", "env"] = "file",
-        max_concurrency: int = 4,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         if not hosts:
             raise ValueError("DockerRuntime needs at least one docker host")
@@ -210,6 +221,7 @@ class DockerRuntime:
         self._hosts = {h.name: _Host(h) for h in hosts}
         self._max_concurrency = max(1, max_concurrency)
         self._semaphore: asyncio.Semaphore | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_event: EventCallback | None = None
         self._labels = labels_for(instance_id)
@@ -219,11 +231,18 @@ class DockerRuntime:
     # --- plumbing ---------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A blocking SDK call in a worker thread, bounded by the semaphore."""
+        """A blocking SDK call in one of the runtime's worker threads, bounded by the
+        semaphore; the caller's context variables (log binding) go with it, as with
+        ``asyncio.to_thread``."""
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                self._max_concurrency, thread_name_prefix="docker-sdk"
+            )
         async with self._semaphore:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _host(self, name: str) -> _Host:
         try:
@@ -256,6 +275,8 @@ class DockerRuntime:
             tls=tls,
             timeout=CONNECT_TIMEOUT_S,
             use_ssh_client=config.url.startswith("ssh://"),
+            # every concurrent call, the event stream and a ping keep a pooled connection
+            max_pool_size=self._max_concurrency + 2,
         )
         try:
             _ping(client)
@@ -370,6 +391,10 @@ class DockerRuntime:
             host.ok = False
             host.error = "closed"
             host.network_ready = False
+        if self._executor is not None:
+            # idle by now; a later call (after start() again) makes a new one
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     # --- events -----------------------------------------------------------------------------
 
