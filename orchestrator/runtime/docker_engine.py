@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import concurrent.futures
 import contextlib
 import contextvars
 import dataclasses
