@@ -1,12 +1,13 @@
 """The Docker Engine runtime: runner containers on one or more Docker endpoints.
 
-:class:`DockerRuntime` is the async driver: it owns the hosts, the worker threads every
-blocking SDK call runs in, placement, and the order of the steps of each operation. What
-each step does is in a module of its own, so each concern reads in one place:
+Each concern of it reads in a module of its own; :class:`DockerRuntime` is the driver
+that places runners and orders the steps of each operation:
 
-* :mod:`~orchestrator.runtime.docker_hosts`: one endpoint's client and health, and how
-  an SDK failure becomes :class:`HostUnavailable`, :class:`ContainerStartError` or
-  :class:`RuntimeFailure` (so the reconciler never sees a ``docker.errors`` type);
+* :mod:`~orchestrator.runtime.docker_hosts`: the endpoints (:class:`HostPool`, which
+  this runtime is built on): client, health and reconnect, the worker threads every
+  blocking SDK call runs in, event watcher start and stop, and how an SDK failure becomes
+  :class:`HostUnavailable`, :class:`ContainerStartError` or :class:`RuntimeFailure` (so
+  the reconciler never sees a ``docker.errors`` type);
 * :mod:`~orchestrator.runtime.docker_create`: spec -> ``docker create`` with the
   hardening, and credential delivery;
 * :mod:`~orchestrator.runtime.docker_containers`: listing (adoption) and the ownership
@@ -33,30 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
-import contextvars
-import functools
-import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
     ContainerInfo,
     ContainerSpec,
     ContainerStartError,
-    EventCallback,
     GpuRequest,
-    HostStatus,
-    HostUnavailable,
     Listing,
     NoCapacity,
     RuntimeFailure,
-    labels_for,
 )
 from orchestrator.runtime.docker_containers import (
     NotOurs,
@@ -69,18 +58,16 @@ from orchestrator.runtime.docker_containers import (
 )
 from orchestrator.runtime.docker_containers import info as container_info
 from orchestrator.runtime.docker_create import DOCKER_SOCKET, LOG_OPTS, create_sync
-from orchestrator.runtime.docker_events import EVENT_ACTIONS, EVENTS_BACKOFF_S, watch
+from orchestrator.runtime.docker_events import EVENT_ACTIONS, EVENTS_BACKOFF_S
 from orchestrator.runtime.docker_hosts import (
     API_TIMEOUT_S,
     CONNECT_TIMEOUT_S,
+    HOST_RETRY_S,
     LABEL_HOST,
     SDK_ERRORS,
     Host,
-    close,
-    make_client,
+    HostPool,
     mark_down,
-    ping,
-    status,
     translate,
 )
 from orchestrator.runtime.docker_network import (
@@ -107,15 +94,11 @@ __all__ = [
     "default_network_name",
 ]
 
-T = TypeVar("T")
-
-#: Seconds between reconnect attempts to a host that was down (per call that needs it).
-HOST_RETRY_S = 2.0
 #: SDK calls in flight at once, all hosts together: the reconciler's spawn concurrency.
 DEFAULT_MAX_CONCURRENCY = 8
 
 
-class DockerRuntime:
+class DockerRuntime(HostPool):
     """:class:`~orchestrator.runtime.ContainerRuntime` over Docker Engine endpoints.
 
     ``network_name`` defaults to ``runner-orchestrator-<instance_id>``; ``credential_delivery``
@@ -136,137 +119,15 @@ class DockerRuntime:
         names = [h.name for h in hosts]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate docker host names {names}")
-        self.instance_id = instance_id
-        self.network_name = network_name or default_network_name(instance_id)
+        super().__init__(
+            instance_id,
+            hosts,
+            network_name=network_name or default_network_name(instance_id),
+            max_concurrency=max_concurrency,
+        )
         self.credential_delivery = credential_delivery
-        self._hosts = {h.name: Host(h) for h in hosts}
-        self._max_concurrency = max(1, max_concurrency)
-        self._semaphore: asyncio.Semaphore | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_event: EventCallback | None = None
-        self._labels = labels_for(instance_id)
-        self._label_filter = [f"{LABEL_MANAGED}=true", f"{LABEL_INSTANCE}={instance_id}"]
-        self._closed = False
-
-    # --- plumbing ---------------------------------------------------------------------------
-
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A blocking SDK call in one of this runtime's own worker threads, bounded by the
-        semaphore. Own threads, not the loop's default pool: a forge adapter whose calls
-        hang (a trickling forge) can fill the default pool, and must not stall Docker."""
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self._max_concurrency)
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._max_concurrency, thread_name_prefix="docker-runtime"
-            )
-        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        async with self._semaphore:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    def _host(self, name: str) -> Host:
-        try:
-            return self._hosts[name]
-        except KeyError:
-            raise HostUnavailable(name, "not a configured docker host") from None
-
-    async def _connected(self, host: Host, *, force: bool = False) -> bool:
-        """Ensure ``host`` has a live client; retries a down host at most every
-        ``HOST_RETRY_S`` (unless ``force``). Returns whether it is usable now."""
-        if host.client is not None and host.ok:
-            return True
-        now = time.monotonic()
-        if not force and now - host.last_attempt < HOST_RETRY_S:
-            return False
-        host.last_attempt = now
-        try:
-            if host.client is None:
-                # every concurrent call, the event stream and a ping keep a pooled connection
-                host.client = await self._run(make_client, host.config, self._max_concurrency + 2)
-            else:
-                await self._run(ping, host.client)
-            if not host.network_ready:
-                await self._run(ensure_network, host.client, self.network_name, self._labels)
-                host.network_ready = True
-        except SDK_ERRORS as exc:  # any failure to connect means: down, retry later
-            mark_down(host, exc)
-            return False
-        host.ok = True
-        host.error = ""
-        self._start_watcher(host)
-        return True
-
-    async def _require(self, name: str) -> Host:
-        """The host, connected, or :class:`HostUnavailable`. A down host is retried at most
-        every ``HOST_RETRY_S``, so calls aimed at a dead endpoint fail fast in between."""
-        host = self._host(name)
-        if not await self._connected(host):
-            raise HostUnavailable(name, host.error)
-        return host
-
-    # --- lifecycle --------------------------------------------------------------------------
-
-    async def start(self, on_event: EventCallback) -> None:
-        """Connect every host in parallel, ensure the network, start the event watchers.
-
-        A host that fails is marked down and retried later; this never raises for it, so
-        one dead endpoint does not keep the daemon from starting.
-        """
-        self._loop = asyncio.get_running_loop()
-        self._on_event = on_event
-        self._closed = False
-        await asyncio.gather(*(self._connected(h, force=True) for h in self._hosts.values()))
-        # Wait (briefly) until each watcher has its stream open, so an event right after
-        # start() is not missed; `since` covers the rest.
-        await asyncio.gather(
-            *(
-                asyncio.to_thread(h.watching.wait, 5.0)
-                for h in self._hosts.values()
-                if h.watcher is not None
-            )
-        )
-
-    async def aclose(self) -> None:
-        """Stop the watchers and close the clients. Containers keep running (adoption)."""
-        self._closed = True
-        for host in self._hosts.values():
-            host.stop.set()
-            stream = host.stream
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    stream.close()
-        for host in self._hosts.values():
-            if host.watcher is not None:
-                await asyncio.to_thread(host.watcher.join, 5.0)
-                host.watcher = None
-            close(host)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-
-    # --- events -----------------------------------------------------------------------------
-
-    def _start_watcher(self, host: Host) -> None:
-        if self._on_event is None or self._loop is None or self._closed:
-            return
-        if host.watcher is not None and host.watcher.is_alive():
-            return
-        host.stop = threading.Event()
-        host.watching = threading.Event()
-        host.watcher = threading.Thread(
-            target=watch,
-            args=(host, host.client, host.stop, self._loop, self._on_event, self._label_filter),
-            name=f"docker-events-{host.name}",
-            daemon=True,
-        )
-        host.watcher.start()
 
     # --- placement --------------------------------------------------------------------------
-
-    def hosts(self) -> Sequence[HostStatus]:
-        """In-memory view of every host (no I/O); see :func:`docker_hosts.status`."""
-        return [status(h) for h in self._hosts.values()]
 
     def placeable(self, platform: str, gpus: GpuRequest, hosts: tuple[str, ...] = ()) -> str:
         """'' when a live host could take such a container now, else the reason why not."""

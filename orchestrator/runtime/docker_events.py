@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.runtime import LABEL_RUNNER_ID, ContainerEvent, EventCallback
-from orchestrator.runtime.docker_hosts import Host
+
+if TYPE_CHECKING:  # docker_hosts starts the watcher threads: import only for the type
+    from orchestrator.runtime.docker_hosts import Host
 
 #: Engine event actions forwarded to the daemon (everything else is noise for it).
 EVENT_ACTIONS = ("start", "die", "oom", "destroy")
