@@ -1,8 +1,9 @@
 """The seam between the daemon and where containers run (the *runtime*).
 
 The daemon talks to a :class:`ContainerRuntime`; the Docker implementation lives in
-:mod:`orchestrator.runtime.docker_engine` (the only module that imports the docker SDK)
-and placement over several hosts in :mod:`orchestrator.runtime.placement`.
+:mod:`orchestrator.runtime.docker_engine` (its parts in the ``docker_*`` modules), the
+Swarm one in :mod:`orchestrator.runtime.swarm`, and placement over several hosts in
+:mod:`orchestrator.runtime.placement`.
 
 Every object a runtime creates carries the labels in :func:`labels_for`: listing and
 clean-up go by those labels only, and objects of another daemon instance are left alone.

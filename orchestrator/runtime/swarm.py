@@ -21,9 +21,12 @@ does the I/O:
   node, removal of our services) nudge the reconciler; task state changes on other nodes
   are not events in the Docker API, so the periodic reconcile catches those.
 
-Connection, event stream and the blocking clean-up calls live in
-:mod:`orchestrator.runtime.swarm_engine`; the pure rules in
-:mod:`orchestrator.runtime.swarm_spec`.
+This module is the async driver (threads, retries, the start wait, the order of steps);
+each concern lives in a module of its own: connection, event stream and the instance's
+shared objects in :mod:`~orchestrator.runtime.swarm_engine`, the blocking calls on one
+runner's service in :mod:`~orchestrator.runtime.swarm_services`, which endpoint may take
+a runner in :mod:`~orchestrator.runtime.swarm_placement`, and the pure spec rules in
+:mod:`~orchestrator.runtime.swarm_spec`.
 
 Labels are the only ownership record, as for containers: services, their task
 containers (``ContainerSpec.Labels``), secrets, the overlay network and named volumes all
@@ -39,11 +42,10 @@ import builtins
 import contextlib
 import dataclasses
 import functools
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -61,9 +63,9 @@ from orchestrator.runtime import (
     HostStatus,
     HostUnavailable,
     Listing,
-    NoCapacity,
     RuntimeFailure,
 )
+from orchestrator.runtime import swarm_placement as placement
 from orchestrator.runtime.swarm_engine import (
     CONNECTION_ERRORS,
     HOST_RETRY_S,
@@ -72,24 +74,18 @@ from orchestrator.runtime.swarm_engine import (
     check_manager,
     connect,
     describe,
-    ensure_network,
     release,
-    remove_runner,
-    scale_to_zero,
-    service_state,
-    sweep_secrets,
-    version_at_least,
     watch,
 )
-from orchestrator.runtime.swarm_spec import (
-    TERMINAL_STATES,
-    latest_task,
-    node_status,
-    nodes_reason,
-    runner_labels,
-    service_info,
-    service_spec,
+from orchestrator.runtime.swarm_services import (
+    create_service,
+    list_services,
+    remove_runner,
+    scale_to_zero,
+    service_logs,
+    service_state,
 )
+from orchestrator.runtime.swarm_spec import TERMINAL_STATES, node_status, service_info
 
 T = TypeVar("T")
 
@@ -263,32 +259,7 @@ class SwarmRuntime:
 
     def hosts(self) -> Sequence[HostStatus]:
         """In-memory view (no I/O): per endpoint, its nodes as last listed."""
-        out = []
-        for ep in self._endpoints.values():
-            ready = [n for n in ep.nodes if n.state == "ready" and n.availability == "active"]
-            out.append(
-                HostStatus(
-                    name=ep.name,
-                    url=ep.config.url,
-                    ok=ep.ok,
-                    arch=",".join(sorted({n.arch for n in ready})),
-                    gpus=sum(n.gpus for n in ready),
-                    max_containers=ep.config.max_containers,
-                    containers=len(ep.services),
-                    error=ep.error,
-                    mode="swarm",
-                    nodes=ep.nodes,
-                )
-            )
-        return out
-
-    def _reason(self, ep: Endpoint, platform: str, gpus: GpuRequest) -> str:
-        if not ep.ok:
-            return f"{ep.name}: {ep.error or 'down'}"
-        if len(ep.services) >= ep.config.max_containers:
-            return f"{ep.name}: full ({len(ep.services)}/{ep.config.max_containers})"
-        reason = nodes_reason(ep.nodes, platform, gpus)
-        return f"{ep.name}: {reason}" if reason else ""
+        return [placement.status(ep) for ep in self._endpoints.values()]
 
     def placeable(self, platform: str, gpus: GpuRequest, hosts: tuple[str, ...] = ()) -> str:
         """'' when some swarm endpoint has a ready node of that arch with enough GPUs.
@@ -296,64 +267,13 @@ class SwarmRuntime:
         The pool's own constraints and free resources are left to the engine: when no
         node satisfies them, ``start_container`` raises with the engine's reason.
         """
-        candidates = [e for e in self._endpoints.values() if not hosts or e.name in hosts]
-        if not candidates:
-            return f"no swarm endpoint among allowed {list(hosts)}"
-        try:
-            reasons = [self._reason(e, platform, gpus) for e in candidates]
-        except NoCapacity as exc:
-            return str(exc)
-        if any(not r for r in reasons):
-            return ""
-        return "; ".join(reasons)
+        return placement.placeable(self._endpoints.values(), platform, gpus, hosts)
 
     async def _place(self, spec: ContainerSpec) -> Endpoint:
         await asyncio.gather(*(self._connected(e) for e in self._endpoints.values() if not e.ok))
-        candidates = [e for e in self._endpoints.values() if not spec.hosts or e.name in spec.hosts]
-        fitting = [e for e in candidates if not self._reason(e, spec.platform, spec.gpus)]
-        if not fitting:
-            raise NoCapacity(self.placeable(spec.platform, spec.gpus, spec.hosts))
-        return min(fitting, key=lambda e: len(e.services) / max(1, e.config.max_containers))
+        return placement.choose(builtins.list(self._endpoints.values()), spec)
 
     # --- runners ------------------------------------------------------------------------------
-
-    def _create_sync(self, ep: Endpoint, spec: ContainerSpec) -> dict[str, Any]:
-        client = ep.client
-        network = spec.network or self.network_name
-        if spec.network is None and not ep.network_ready:
-            ensure_network(client, self.network_name, self.instance_id)
-            ep.network_ready = True
-        secret: tuple[str, str] | None = None
-        if spec.credential_delivery == "file":
-            name = f"{spec.name}-credential-{secrets.token_hex(3)}"
-            created = client.api.create_secret(
-                name,
-                spec.credential.encode(),
-                labels=runner_labels(self.instance_id, spec, ep.name),
-            )
-            secret = (str(created["ID"]), name)
-        body = service_spec(
-            spec,
-            instance_id=self.instance_id,
-            host=ep.name,
-            network=network,
-            secret=secret,
-            extra_constraints=spec.constraints,
-            no_new_privileges=version_at_least(ep.api_version, "1.44"),
-        )
-        try:
-            created_service = client.api.create_service(
-                task_template=body["TaskTemplate"],
-                name=body["Name"],
-                labels=body["Labels"],
-                mode=body["Mode"],
-            )
-        except BaseException:
-            if secret is not None:
-                with contextlib.suppress(docker.errors.DockerException):
-                    client.api.remove_secret(secret[0])
-            raise
-        return cast(dict[str, Any], client.api.inspect_service(created_service["ID"]))
 
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
         """Place (endpoint only: nodes are the engine's choice), create the credential secret
@@ -363,7 +283,18 @@ class SwarmRuntime:
                 f"spec is for instance {spec.instance_id!r}, this runtime is {self.instance_id!r}"
             )
         ep = await self._place(spec)
-        attrs = await self._call(ep, "create", spec.name, lambda: self._create_sync(ep, spec))
+        attrs = await self._call(
+            ep,
+            "create",
+            spec.name,
+            functools.partial(
+                create_service,
+                ep,
+                spec,
+                instance_id=self.instance_id,
+                network_name=self.network_name,
+            ),
+        )
         # Created, not yet seen scheduled: ``start_container`` waits for the task.
         info = dataclasses.replace(service_info(ep.name, attrs, None), status="created")
         ep.services.add(info.id)
@@ -431,20 +362,6 @@ class SwarmRuntime:
         )
         ep.services.discard(container_id)
 
-    def _list_sync(self, ep: Endpoint) -> builtins.list[ContainerInfo]:
-        client = ep.client
-        ep.nodes = tuple(node_status(n) for n in client.api.nodes())
-        services = client.api.services(filters={"label": self._label_filter})
-        ids = [s["ID"] for s in services]
-        by_service: dict[str, builtins.list[Any]] = {i: [] for i in ids}
-        if ids:
-            for task in client.api.tasks(filters={"service": ids}):
-                by_service.setdefault(task.get("ServiceID", ""), []).append(task)
-        sweep_secrets(client, self._label_filter, services)
-        return [
-            service_info(ep.name, s, latest_task(by_service.get(s["ID"], []))) for s in services
-        ]
-
     async def list(self) -> Listing:
         """Our runner services on every endpoint that answers, plus the ones that did not."""
 
@@ -452,7 +369,7 @@ class SwarmRuntime:
             if not await self._connected(ep):
                 return None
             try:
-                return await self._run(self._list_sync, ep)
+                return await self._run(list_services, ep, self._label_filter)
             except (docker.errors.DockerException, *CONNECTION_ERRORS) as exc:
                 ep.ok, ep.error = False, describe(exc)
                 return None
@@ -474,22 +391,9 @@ class SwarmRuntime:
         the journalled tail says why a runner never ran. '' when gone."""
         ep = await self._require(host)
 
-        def _logs() -> str:
-            try:
-                chunks = ep.client.api.service_logs(
-                    container_id, stdout=True, stderr=True, tail=max(0, tail)
-                )
-                text = b"".join(chunks).decode("utf-8", errors="replace")
-                state = service_state(ep.client, container_id)
-            except docker.errors.NotFound:
-                return ""
-            if state is not None:
-                info = service_info(ep.name, state[0], state[1])
-                if info.error:
-                    text += f"[swarm] task {info.status}: {info.error}\n"
-            return text
-
-        return await self._call(ep, "logs", container_id, _logs)
+        return await self._call(
+            ep, "logs", container_id, functools.partial(service_logs, ep, container_id, tail)
+        )
 
     # --- clean-up -------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
-"""Engine side of the Swarm runtime: connecting to a manager, reading its events, and the
-blocking clean-up calls. :mod:`orchestrator.runtime.swarm` drives these from the event loop
-(every call here blocks and runs in a worker thread there); what a runner's service looks
-like is :mod:`orchestrator.runtime.swarm_spec`.
+"""Engine side of the Swarm runtime, per endpoint: connecting to a manager, reading its
+events, and the instance's shared objects (overlay network, secrets, volumes) and their
+clean-up. :mod:`orchestrator.runtime.swarm` drives these from the event loop (every call
+here blocks and runs in a worker thread there); what a runner's service looks like is
+:mod:`orchestrator.runtime.swarm_spec`, and the calls on one runner's service are in
+:mod:`orchestrator.runtime.swarm_services`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import docker
 import docker.errors
@@ -22,7 +24,6 @@ import requests.exceptions
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
     LABEL_INSTANCE,
-    LABEL_MANAGED,
     LABEL_RUNNER_ID,
     ContainerEvent,
     EventCallback,
@@ -30,7 +31,7 @@ from orchestrator.runtime import (
     RuntimeFailure,
     labels_for,
 )
-from orchestrator.runtime.swarm_spec import TERMINAL_STATES, latest_task, parse_time
+from orchestrator.runtime.swarm_spec import parse_time
 
 HOST_RETRY_S = 2.0
 EVENTS_BACKOFF_S = (0.5, 30.0)
@@ -206,75 +207,7 @@ def watch(
         backoff = min(backoff * 2, EVENTS_BACKOFF_S[1])
 
 
-# --- blocking engine calls --------------------------------------------------------------------
-
-
-def service_state(client: Any, service_id: str) -> tuple[dict[str, Any], Any] | None:
-    """Service and its newest task; None when the service is gone."""
-    try:
-        service = client.api.inspect_service(service_id)
-        tasks = client.api.tasks(filters={"service": service_id})
-    except docker.errors.NotFound:
-        return None
-    return cast(dict[str, Any], service), latest_task(tasks)
-
-
-def owned_service(client: Any, service_id: str, instance_id: str) -> dict[str, Any] | None:
-    """The service if ours; None if gone; RuntimeFailure if another instance's."""
-    try:
-        attrs = cast(dict[str, Any], client.api.inspect_service(service_id))
-    except docker.errors.NotFound:
-        return None
-    labels = (attrs.get("Spec") or {}).get("Labels") or {}
-    if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_INSTANCE) != instance_id:
-        raise RuntimeFailure(f"service {service_id[:12]} is not managed by instance {instance_id}")
-    return attrs
-
-
-def scale_to_zero(client: Any, service_id: str, instance_id: str, timeout_s: float) -> None:
-    """Scale a runner's service to zero replicas and wait (clamped) for its task to end."""
-    attrs = owned_service(client, service_id, instance_id)
-    if attrs is None:
-        return
-    replicas = ((attrs["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas")
-    if replicas != 0:
-        try:
-            client.api.update_service(
-                service_id,
-                attrs["Version"]["Index"],
-                mode={"Replicated": {"Replicas": 0}},
-                fetch_current_spec=True,
-            )
-        except docker.errors.NotFound:  # removed between inspect and update
-            return
-    deadline = time.monotonic() + max(1.0, timeout_s) + 5.0
-    while time.monotonic() < deadline:
-        task = latest_task(client.api.tasks(filters={"service": service_id}))
-        if task is None or (task.get("Status") or {}).get("State") in TERMINAL_STATES:
-            return
-        time.sleep(0.2)
-
-
-def remove_runner(client: Any, service_id: str, instance_id: str) -> None:
-    """Remove a runner's service and its credential secret; gone already is success."""
-    attrs = owned_service(client, service_id, instance_id)
-    if attrs is None:
-        return
-    runner_id = ((attrs.get("Spec") or {}).get("Labels") or {}).get(LABEL_RUNNER_ID, "")
-    with contextlib.suppress(docker.errors.NotFound):
-        client.api.remove_service(service_id)
-    if runner_id:
-        for secret in client.api.secrets(
-            filters={
-                "label": [
-                    f"{LABEL_MANAGED}=true",
-                    f"{LABEL_INSTANCE}={instance_id}",
-                    f"{LABEL_RUNNER_ID}={runner_id}",
-                ]
-            }
-        ):
-            with contextlib.suppress(docker.errors.NotFound):
-                client.api.remove_secret(secret["ID"])
+# --- the instance's shared objects: network, secrets, volumes ------------------------------
 
 
 def ensure_network(client: Any, name: str, instance_id: str) -> None:
