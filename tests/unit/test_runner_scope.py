@@ -4,10 +4,13 @@ serve each repository with its own repo-level runners)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from orchestrator.config import Settings
+import pytest
+
+from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.metrics import Metrics
 from orchestrator.models import ForgeKind, Job, PoolSpec
 from orchestrator.planner import compute_plan
@@ -94,3 +97,52 @@ def test_the_plan_names_the_scope_of_every_job_it_creates_a_runner_for() -> None
     ]
     warm = next(c for c in plan.create if c.reason == "min_idle")
     assert warm.scopes == ()  # a warm runner serves no job in particular
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for name in list(os.environ):
+        if name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+GITHUB = {"GITHUB_TOKEN": "ghp_testtoken0123456789abcdef", "GITHUB_REPO": "acme/app,acme/lib"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"MIN_RUNNERS": "1"}, "pools[0].min_idle (env MIN_RUNNERS): must be 0"),
+        ({"RUNNER_EPHEMERAL": "false"}, "pools[0].ephemeral (env RUNNER_EPHEMERAL): must be true"),
+    ],
+)
+def test_warm_or_reusable_runners_are_refused_when_runners_serve_one_repository_each(
+    extra: dict[str, str], field: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two repositories and no org: a warm runner sits in one repository while the planner
+    # counts it free for a job of the other, which would then wait forever.
+    _env(monkeypatch, **GITHUB, **extra)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert field in str(err.value)
+    assert "forge 'github' registers runners in 2 scopes" in str(err.value)
+
+
+def test_one_runner_scope_keeps_warm_and_reusable_runners(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(monkeypatch, **GITHUB, GITHUB_ORG="acme", MIN_RUNNERS="1", RUNNER_EPHEMERAL="false")
+    assert load_settings().pool_specs()[0].min_idle == 1  # the org runner serves both
+    _env(monkeypatch, **{**GITHUB, "GITHUB_REPO": "acme/app"}, MIN_RUNNERS="1")
+    assert load_settings().pool_specs()[0].min_idle == 1
+
+
+def test_several_gitlab_projects_refuse_warm_runners_unless_one_group_serves_them(
+    make_settings: Callable[..., Settings],
+) -> None:
+    pools = [{"name": "p", "labels": ["docker"], "min_idle": 1}]
+    with pytest.raises(ValueError, match=r"pools\[0\]\.min_idle: must be 0"):
+        make_settings(gitlab_projects=["g/a", "g/b"], pools=pools)
+    forge = {"kind": "gitlab", "url": "http://gitlab.test", "groups": ["g"]}
+    assert make_settings(forges=[forge], pools=pools).pools[0].min_idle == 1
