@@ -67,7 +67,6 @@ class GitHubRunners:
         ]
         #: Which scope holds a runner, by numeric id and by name (registered or listed).
         self._where: dict[str, str] = {}
-        self._refused: list[HTTPStatusError] = []  # scopes the last listing skipped
 
     def require_scope(self) -> str:
         """The default runner scope (first org, else first repository)."""
@@ -186,8 +185,14 @@ class GitHubRunners:
         )
 
     def _runners(self, scopes: Sequence[str] | None = None, name: str = "") -> list[dict[str, Any]]:
+        """The runners of these scopes (see :meth:`_listing`)."""
+        return self._listing(scopes, name)[0]
+
+    def _listing(
+        self, scopes: Sequence[str] | None = None, name: str = ""
+    ) -> tuple[list[dict[str, Any]], list[HTTPStatusError]]:
         """The runners of these scopes (default: all; optionally filtered by exact name),
-        every page. Each one's scope is remembered.
+        every page, and the refusals of scopes skipped. Each runner's scope is remembered.
 
         A scope that refuses (403/404) is skipped when others answered: one locked
         repository must not blind the rest. It is raised when every scope asked refused.
@@ -211,8 +216,7 @@ class GitHubRunners:
                 refused.append(exc)
         if refused and len(refused) == len(scopes):
             raise refused[0]
-        self._refused = refused
-        return found
+        return found, refused
 
     def _delete(self, ref: RunnerRef) -> None:
         self.require_scope()
@@ -266,15 +270,15 @@ class GitHubRunners:
         if not refs:
             return []
         scopes = self._scopes_of(refs)
-        listing = await self._client.call(Priority.ACTIVITY, lambda: self._runners(scopes))
+        listing, refused = await self._client.call(Priority.ACTIVITY, lambda: self._listing(scopes))
         by_id = {str(r.get("id")): r for r in listing}
         by_name = {str(r.get("name")): r for r in listing}
         answers: list[RunnerActivity] = []
         for ref in refs:
             found = by_name.get(ref.name) if ref.forge_id is None else by_id.get(ref.forge_id)
             if found is None:
-                if self._refused:  # it may live in the scope that refused: do not guess
-                    raise self._refused[0]
+                if refused:  # it may live in the scope that refused: do not guess
+                    raise refused[0]
                 answers.append(RunnerActivity(forge_runner_id=str(ref), busy=False, exists=False))
                 continue
             answers.append(

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from providers.base import GitHubOptions, RunnerRequest, runner_name_prefix
 from providers.errors import (
+    AccessDenied,
     PermanentProviderError,
     ProviderAuthError,
     RateLimited,
@@ -785,9 +786,7 @@ async def test_a_job_in_the_second_repository_gets_a_runner_registered_there(
 
     reg = await provider.register_runner(scoped("lib", pending.scope))
     jit_posts = [
-        r.path
-        for r in sim.running.app[SIM_KEY].requests
-        if r.path.endswith("/generate-jitconfig")
+        r.path for r in sim.running.app[SIM_KEY].requests if r.path.endswith("/generate-jitconfig")
     ]
     assert jit_posts == ["/api/v3/repos/octo/lib/actions/runners/generate-jitconfig"]
     agent, _ = Agent.from_jit(sim, reg.credential)
@@ -829,9 +828,7 @@ async def test_runners_of_every_repository_are_found_removed_and_swept(
     await provider.unregister_runner(app.forge_runner_id)
     assert await restarted.list_own_runners() == []
     with pytest.raises(RunnerNotFound):
-        await make_provider(repos=("octo/app", "octo/lib")).unregister_runner(
-            lib.forge_runner_id
-        )
+        await make_provider(repos=("octo/app", "octo/lib")).unregister_runner(lib.forge_runner_id)
 
 
 async def test_a_scope_outside_the_configured_repositories_is_refused(
@@ -840,3 +837,22 @@ async def test_a_scope_outside_the_configured_repositories_is_refused(
     provider = make_provider(repos=("octo/app",))
     with pytest.raises(PermanentProviderError, match="not a configured repository"):
         await provider.register_runner(scoped("x", "evil/repo"))
+
+
+async def test_a_locked_repository_does_not_blind_activity_of_runners_elsewhere(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    await sim.post("/_sim/repos/octo/locked")
+    await sim.post("/_sim/faults", {"kind": "forbidden", "repo": "octo/locked"})
+    provider = make_provider(repos=("octo/app", "octo/locked"))
+    reg = await provider.register_runner(scoped("app", "octo/app"))
+    restarted = make_provider(repos=("octo/app", "octo/locked"))  # knows no runner yet
+    (found,) = await restarted.runner_activity([reg.forge_runner_id])
+    assert found.exists
+    assert [r.name for r in await restarted.list_own_runners()] == [reg.name]
+    await make_provider(repos=("octo/app", "octo/locked")).unregister_runner(reg.forge_runner_id)
+    # Gone, but it might have lived in the repository that refused: no guess.
+    with pytest.raises(AccessDenied):
+        await make_provider(repos=("octo/app", "octo/locked")).runner_activity(
+            [reg.forge_runner_id]
+        )
