@@ -165,6 +165,22 @@ class GitLabForgeConfig(_Model):
         _http_url(value, "https://gitlab.example.com")
         return value.rstrip("/").removesuffix("/api/v4")
 
+    def runner_scopes(self) -> list[str]:
+        """Where runners are registered when each goes where its job is: more than one
+        means a runner cannot serve every job (see :func:`_several_scopes_problem`)."""
+        runner_type = self.runner_type or (
+            "instance_type"
+            if self.instance
+            else "group_type"
+            if self.runner_group_id is not None or (self.groups and self.runner_project_id is None)
+            else "project_type"
+        )
+        if runner_type == "group_type" and self.runner_group_id is None:
+            return list(self.groups)
+        if runner_type == "project_type" and self.runner_project_id is None:
+            return list(self.projects) + [f"projects of {g}" for g in self.groups]
+        return [runner_type]
+
 
 class GitHubForgeConfig(_Model):
     """One GitHub (or GitHub Enterprise Server) and what to watch on it."""
@@ -215,6 +231,12 @@ class GitHubForgeConfig(_Model):
                 raise ValueError(f"entry {index + 1} is not an organisation name")
         return value
 
+    def runner_scopes(self) -> list[str]:
+        """Where runners are registered: every org, and every repository no configured
+        org holds (a repo-level runner serves only its repository)."""
+        orgs = {o.lower() for o in self.orgs}
+        return list(self.orgs) + [r for r in self.repos if r.split("/")[0].lower() not in orgs]
+
     @model_validator(mode="after")
     def _web_url(self) -> GitHubForgeConfig:
         if not self.web_url:
@@ -229,6 +251,40 @@ class GitHubForgeConfig(_Model):
 
 
 ForgeConfig = Annotated[GitLabForgeConfig | GitHubForgeConfig, Field(discriminator="kind")]
+
+
+def _several_scopes_problem(
+    index: int,
+    pool: PoolConfig,
+    forges: list[GitLabForgeConfig | GitHubForgeConfig],
+    *,
+    from_env: bool,
+) -> list[str]:
+    """A forge whose runners serve one repository/project each (several repos and no
+    org; several GitLab projects or groups and no ``runner_project_id``/
+    ``runner_group_id``) registers each runner where its job is. A warm runner
+    (``min_idle``) or a reusable one (``ephemeral: false``) would sit in one scope while
+    the planner counts it free for a job of another, which would then wait forever."""
+    forge = next((f for f in forges if f.name == pool.forge), None)
+    scopes = forge.runner_scopes() if forge is not None else []
+    if len(scopes) < 2:
+        return []
+    where = f"forge {pool.forge!r} registers runners in {len(scopes)} scopes, each job's in its own"
+    fix = "a GitHub org or a GitLab group/instance runner type serves them all"
+    out: list[str] = []
+    if pool.min_idle > 0:
+        field = "min_idle (env MIN_RUNNERS)" if from_env else "min_idle"
+        out.append(
+            f"pools[{index}].{field}: must be 0: {where}; a warm runner can serve "
+            f"only one of them ({fix})"
+        )
+    if not pool.ephemeral:
+        field = "ephemeral (env RUNNER_EPHEMERAL)" if from_env else "ephemeral"
+        out.append(
+            f"pools[{index}].{field}: must be true: {where}; a reusable runner "
+            f"serves only the scope of its first job ({fix})"
+        )
+    return out
 
 
 class PoolConfig(_Model):
@@ -607,6 +663,7 @@ class Settings(BaseSettings):
             problems += [problem] if problem else []
             resolved.append(pool)
             problems += ceiling_rules.check_pool(index, pool, self.ceiling)
+            problems += _several_scopes_problem(index, pool, forges, from_env=not self.pools)
             for h, host in enumerate(pool.hosts):
                 if host not in host_names:
                     problems.append(

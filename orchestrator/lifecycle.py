@@ -129,6 +129,7 @@ class RunnerLifecycle:
         cfg = self.pools[request.pool]
         forge = self.forges.forges[spec.forge]
         job_key = request.jobs[index] if index < len(request.jobs) else ""
+        scope = request.scopes[index] if index < len(request.scopes) else ""
         async with self._spawn_sem:
             runner_id = secrets.token_hex(6)
             name = f"{runner_name_prefix(self.instance_id)}{spec.name}-{runner_id[:8]}"
@@ -156,6 +157,7 @@ class RunnerLifecycle:
                             executor=cfg.executor,
                             executor_args=tuple(cfg.executor_args),
                             idle_timeout_s=int(spec.cooldown_s),
+                            scope=scope,
                         )
                     )
                 )

@@ -190,6 +190,9 @@ class CreateRequest:
     count: int
     jobs: tuple[str, ...] = ()
     reason: str = "demand"  # demand | min_idle | manual
+    #: ``scopes[i]`` is the scope (project, ``owner/repo``) of ``jobs[i]``: a repo-level
+    #: runner must be registered where its job is.
+    scopes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

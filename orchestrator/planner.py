@@ -97,6 +97,7 @@ def compute_plan(
         (r.pool, _runner_platform(r, by_name.get(r.pool))) for r in active if r.state in FREE_STATES
     )
     creates: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    scopes: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     create_counts: Counter[tuple[str, str, str]] = Counter()
     waiting: list[WaitingJob] = []
     demand: Counter[Bucket] = Counter()
@@ -134,6 +135,7 @@ def compute_plan(
         key = (bucket[0], bucket[1], "demand")
         create_counts[key] += 1
         creates[key].append(job.key)
+        scopes[key].append(job.scope)
         waiting.append(WaitingJob(job, pool.name, WaitReason.RUNNER_STARTING))
 
     for pool in pools:
@@ -158,7 +160,12 @@ def compute_plan(
 
     create = tuple(
         CreateRequest(
-            pool=k[0], platform=k[1], count=n, jobs=tuple(creates.get(k, ())), reason=k[2]
+            pool=k[0],
+            platform=k[1],
+            count=n,
+            jobs=tuple(creates.get(k, ())),
+            reason=k[2],
+            scopes=tuple(scopes.get(k, ())),
         )
         for k, n in create_counts.items()
         if n > 0

@@ -124,6 +124,10 @@ class RunnerRequest:
     executor: str = "shell"  # GitLab executor
     executor_args: tuple[str, ...] = ()  # extra run-single flags, e.g. --docker-image
     idle_timeout_s: int = 300  # GitLab --wait-timeout: exit when idle this long
+    #: The scope (GitLab project, GitHub ``owner/repo``) of the job this runner is started
+    #: for, "" for a warm or manual runner. A forge whose runners serve one repository or
+    #: project only registers it there (several scopes and no org/group: see the adapters).
+    scope: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

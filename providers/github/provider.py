@@ -70,9 +70,11 @@ class GitHubProvider:
     """A :class:`providers.base.Provider` for one GitHub or GHES.
 
     Scopes: ``options.repos`` (``owner/repo``) and ``options.orgs`` (all repositories of
-    the organisation, listed again every ``repo_refresh_s``). Runners register at the
-    first organisation if any is configured, else at the first repository (an org-level
-    runner serves every repository of its org; a repo-level one only its repository).
+    the organisation, listed again every ``repo_refresh_s``). A runner registers where the
+    job it is started for can reach it (:attr:`RunnerRequest.scope`): at the job's
+    organisation if that is configured (an org-level runner serves every repository of
+    its org), else at the job's repository (a repo-level one serves only its repository);
+    a runner for no job registers at the first organisation, else the first repository.
 
     Reusable runners register themselves with ``config.sh``, so their numeric id is not
     known when :meth:`register_runner` returns (``forge_runner_id == ""``). For those,

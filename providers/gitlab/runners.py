@@ -48,6 +48,7 @@ class GitLabRunners:
         self._options = options
         self._prefix = runner_name_prefix(options.instance_id)
         self._ids: dict[tuple[str, str], int] = {}
+        self._paths: dict[tuple[str, str], str] = {}
         self._busy_seen: dict[str, RunnerActivity] = {}
         self._listing_pages = 1  # pages the last runner listing took
 
@@ -57,7 +58,7 @@ class GitLabRunners:
             "description": request.name,
             "tag_list": list(request.labels),
             "run_untagged": request.run_untagged,
-            **await self._runner_owner(),
+            **await self._runner_owner(request.scope),
         }
         created = await self._client.call(
             Priority.REGISTRATION, lambda: self._client.post("/user/runners", data)
@@ -105,22 +106,54 @@ class GitLabRunners:
             return "project_type"
         raise PermanentProviderError("no scope to register a runner in; set runner_type")
 
-    async def _runner_owner(self) -> JSON:
-        """``runner_type`` plus the ``group_id``/``project_id`` it needs."""
+    async def _runner_owner(self, scope: str) -> JSON:
+        """``runner_type`` plus the ``group_id``/``project_id`` it needs.
+
+        Without a configured ``runner_project_id``/``runner_group_id``, a project runner
+        is created in the project of the job it is for (``scope``), a group runner in the
+        configured group holding that project: a project runner serves only its project
+        and a group runner only its group, so the first configured one would leave the
+        job of another project waiting forever. A runner for no job (warm, manual) goes
+        to the first configured project or group.
+        """
         runner_type = self.runner_type()
         opts = self._options
         if runner_type == "group_type":
             gid = opts.runner_group_id
             if gid is None:
-                gid = await self._numeric_id("groups", opts.groups[0] if opts.groups else "")
+                gid = await self._numeric_id("groups", await self._group_for(scope))
             return {"runner_type": runner_type, "group_id": gid}
         if runner_type == "project_type":
             pid = opts.runner_project_id
             if pid is None:
-                first = opts.projects[0] if opts.projects else ""
-                pid = await self._numeric_id("projects", first)
+                project = scope or (opts.projects[0] if opts.projects else "")
+                pid = await self._numeric_id("projects", project)
             return {"runner_type": runner_type, "project_id": pid}
         return {"runner_type": runner_type}
+
+    async def _group_for(self, scope: str) -> str:
+        """The configured group that holds project ``scope`` (the first one if none
+        does, or if there is only one)."""
+        groups = self._options.groups
+        if len(groups) < 2 or not scope:
+            return groups[0] if groups else ""
+        path = (await self._full_path("projects", scope)).lower()
+        for group in groups:
+            if path.startswith((await self._full_path("groups", group)).lower() + "/"):
+                return group
+        return groups[0]
+
+    async def _full_path(self, kind: str, ref: str) -> str:
+        """The full path of a project/group given by id or path (cached)."""
+        if not ref.isdigit():
+            return ref
+        cached = self._paths.get((kind, ref))
+        if cached is None:
+            path = f"/{kind}/{ref}"
+            entity = await self._client.call(Priority.REGISTRATION, lambda: self._client.get(path))
+            key = "path_with_namespace" if kind == "projects" else "full_path"
+            cached = self._paths[(kind, ref)] = str(entity.get(key) or "")
+        return cached
 
     async def _numeric_id(self, kind: str, ref: str) -> int:
         """The numeric id of a group/project given by id or full path (cached)."""

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from providers.base import GitHubOptions, RunnerRequest, runner_name_prefix
 from providers.errors import (
+    AccessDenied,
     PermanentProviderError,
     ProviderAuthError,
     RateLimited,
@@ -756,3 +757,102 @@ async def test_a_huge_backlog_is_read_only_up_to_the_cap_and_counted(
     provider = make_provider(max_jobs_per_scope=50)
     assert len(await provider.pending_jobs()) == 50
     assert provider.health().jobs_capped == {"octo/app": 50}
+
+
+# --- several repositories, no organisation: runners are repository-level ------------------
+
+
+def scoped(name: str, scope: str, *, ephemeral: bool = True) -> RunnerRequest:
+    return RunnerRequest(
+        name=PREFIX + name,
+        pool="default",
+        labels=LABELS,
+        run_untagged=False,
+        ephemeral=ephemeral,
+        scope=scope,
+    )
+
+
+async def test_a_job_in_the_second_repository_gets_a_runner_registered_there(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    # The bug: every runner was registered on the FIRST repository, and a repo-level
+    # runner only serves its own repository, so a job in octo/lib was never taken.
+    await sim.post("/_sim/repos/octo/lib")
+    provider = make_provider(repos=("octo/app", "octo/lib"))
+    job = await sim.job("octo/lib")
+    (pending,) = await provider.pending_jobs()
+    assert pending.scope == "octo/lib"
+
+    reg = await provider.register_runner(scoped("lib", pending.scope))
+    jit_posts = [
+        r.path for r in sim.running.app[SIM_KEY].requests if r.path.endswith("/generate-jitconfig")
+    ]
+    assert jit_posts == ["/api/v3/repos/octo/lib/actions/runners/generate-jitconfig"]
+    agent, _ = Agent.from_jit(sim, reg.credential)
+    (idle,) = await provider.runner_activity([reg.forge_runner_id])
+    assert idle.exists and not idle.busy  # looked up in octo/lib, not octo/app
+    status, taken = await agent.acquire()
+    assert (status, taken) == (200, job)
+    (busy,) = await provider.runner_activity([reg.forge_runner_id])
+    assert busy.busy
+    assert [r.name for r in await provider.list_own_runners()] == [reg.name]
+    await agent.complete(job)
+    assert await provider.pending_jobs() == []
+
+
+async def test_runners_of_every_repository_are_found_removed_and_swept(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    await sim.post("/_sim/repos/octo/lib")
+    provider = make_provider(repos=("octo/app", "octo/lib"))
+    app = await provider.register_runner(scoped("app", "octo/app"))
+    lib = await provider.register_runner(scoped("lib", "octo/lib"))
+    reuse = await provider.register_runner(scoped("reuse", "octo/lib", ephemeral=False))
+    url, name, labels = reuse.command[-3:]
+    assert url == f"{sim.url}/octo/lib"  # config.sh registers it in the job's repository
+    await Agent.register(sim, reuse.credential, name, labels, url)
+
+    # A fresh provider (a restarted daemon) has no memory of where each runner lives.
+    restarted = make_provider(repos=("octo/app", "octo/lib"))
+    activity = await restarted.runner_activity(
+        [app.forge_runner_id, lib.forge_runner_id, f"name:{reuse.name}"]
+    )
+    assert [a.exists for a in activity] == [True, True, True]
+    assert activity[2].forge_runner_id.isdigit()
+    own = await restarted.list_own_runners()
+    assert {r.name for r in own} == {app.name, lib.name, reuse.name}
+
+    await restarted.unregister_runner(lib.forge_runner_id)
+    await restarted.unregister_runner(f"name:{reuse.name}")
+    await provider.unregister_runner(app.forge_runner_id)
+    assert await restarted.list_own_runners() == []
+    with pytest.raises(RunnerNotFound):
+        await make_provider(repos=("octo/app", "octo/lib")).unregister_runner(lib.forge_runner_id)
+
+
+async def test_a_scope_outside_the_configured_repositories_is_refused(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    provider = make_provider(repos=("octo/app",))
+    with pytest.raises(PermanentProviderError, match="not a configured repository"):
+        await provider.register_runner(scoped("x", "evil/repo"))
+
+
+async def test_a_locked_repository_does_not_blind_activity_of_runners_elsewhere(
+    sim: Sim, make_provider: Callable[..., GitHubProvider]
+) -> None:
+    await sim.post("/_sim/repos/octo/locked")
+    await sim.post("/_sim/faults", {"kind": "forbidden", "repo": "octo/locked"})
+    provider = make_provider(repos=("octo/app", "octo/locked"))
+    reg = await provider.register_runner(scoped("app", "octo/app"))
+    restarted = make_provider(repos=("octo/app", "octo/locked"))  # knows no runner yet
+    (found,) = await restarted.runner_activity([reg.forge_runner_id])
+    assert found.exists
+    assert [r.name for r in await restarted.list_own_runners()] == [reg.name]
+    await make_provider(repos=("octo/app", "octo/locked")).unregister_runner(reg.forge_runner_id)
+    # Gone, but it might have lived in the repository that refused: no guess.
+    with pytest.raises(AccessDenied):
+        await make_provider(repos=("octo/app", "octo/locked")).runner_activity(
+            [reg.forge_runner_id]
+        )

@@ -863,3 +863,56 @@ async def test_a_huge_backlog_is_read_only_up_to_the_cap_and_counted(
     roomy = make_provider(sim, projects=("1",), max_jobs_per_scope=1000)
     assert len(await roomy.pending_jobs()) == 150
     assert roomy.health().jobs_capped == {}
+
+
+# --- several projects or groups: a runner goes where its job is ----------------------------
+
+
+async def test_a_job_in_the_second_project_gets_a_project_runner_there(
+    sim: Sim, make_provider: Any
+) -> None:
+    # The bug: every project runner was created in the FIRST project, and GitLab hands a
+    # project runner only its own project's jobs, so a job in project 12 waited forever.
+    await sim.add_projects(11, 12)
+    job_id = await sim.add_job(12, ["docker"])
+    provider = make_provider(sim, projects=("11", "12"))
+    (pending,) = await provider.pending_jobs()
+    reg = await provider.register_runner(_request(scope=pending.scope))
+    runner = sim.state.runners[int(reg.forge_runner_id)]
+    assert (runner.runner_type, runner.project_id) == ("project_type", 12)
+    agent = Agent(sim, reg.credential)
+    job = await agent.take()
+    assert job is not None and job["id"] == job_id
+    assert await agent.finish(job) == 200
+    (activity,) = await provider.runner_activity([reg.forge_runner_id])
+    assert activity.exists and activity.last_job_ended_at is not None
+    await provider.unregister_runner(reg.forge_runner_id)
+
+    # A runner in project 11 (the old choice) cannot take project 12's job.
+    other = await sim.add_job(12, ["docker"])
+    wrong = await provider.register_runner(_request("pool-a-2", scope="11"))
+    assert await Agent(sim, wrong.credential).take() is None
+    await provider.unregister_runner(wrong.forge_runner_id)
+    await sim.ctl("POST", f"/_sim/jobs/{other}", {"status": "canceled"})
+
+
+async def test_a_job_in_the_second_group_gets_a_group_runner_of_that_group(
+    sim: Sim, make_provider: Any
+) -> None:
+    first = await sim.ctl("POST", "/_sim/groups", {"path": "alpha"})
+    second = await sim.ctl("POST", "/_sim/groups", {"path": "beta"})
+    sub = await sim.ctl("POST", "/_sim/groups", {"path": "sub", "parent_id": second["id"]})
+    await sim.ctl("POST", "/_sim/projects", {"id": 21, "path": "a", "group_id": first["id"]})
+    await sim.ctl("POST", "/_sim/projects", {"id": 22, "path": "b", "group_id": sub["id"]})
+    job_id = await sim.add_job(22, ["docker"])
+    # One group by path, one by id: both are matched against the job's project path.
+    provider = make_provider(sim, groups=("alpha", str(second["id"])))
+    (pending,) = await provider.pending_jobs()
+    reg = await provider.register_runner(_request(scope=pending.scope))
+    runner = sim.state.runners[int(reg.forge_runner_id)]
+    assert (runner.runner_type, runner.group_id) == ("group_type", second["id"])
+    agent = Agent(sim, reg.credential)
+    job = await agent.take()
+    assert job is not None and job["id"] == job_id
+    assert await agent.finish(job) == 200
+    await provider.unregister_runner(reg.forge_runner_id)

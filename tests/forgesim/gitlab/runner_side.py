@@ -23,7 +23,20 @@ async def runner_verify(request: web.Request) -> web.Response:
     return web.json_response({"id": runner.id, "token": runner.token, "token_expires_at": None})
 
 
-def _matches(runner: Runner, job: Job) -> bool:
+def _reaches(sim: GitLabSim, runner: Runner, job: Job) -> bool:
+    """A project runner serves its project only, a group runner its group's projects
+    (subgroups included), an instance runner every project: as on GitLab."""
+    if runner.runner_type == "project_type":
+        return runner.project_id == job.project_id
+    if runner.runner_type == "group_type":
+        group = sim.projects[job.project_id].group_id
+        return runner.group_id is not None and group in sim.descendants(runner.group_id)
+    return True
+
+
+def _matches(sim: GitLabSim, runner: Runner, job: Job) -> bool:
+    if not _reaches(sim, runner, job):
+        return False
     if not job.tags:
         return runner.run_untagged
     return set(job.tags) <= set(runner.tags)
@@ -88,7 +101,7 @@ async def jobs_request(request: web.Request) -> web.Response:
         return web.Response(status=204)
     async with sim.lock:
         for job in sorted(sim.jobs.values(), key=lambda j: j.id):
-            if job.status == "pending" and _matches(runner, job):
+            if job.status == "pending" and _matches(sim, runner, job):
                 job.status, job.runner_id, job.started_at = "running", runner.id, now_utc()
                 job.token = f"glcbt-{secrets.token_hex(10)}"
                 return web.json_response(_job_payload(sim, job, runner), status=201)

@@ -1,0 +1,89 @@
+"""End to end: several repositories (GitHub, no org) or projects (GitLab) watched by one
+forge. A job in the SECOND one gets a runner registered where the job is, takes it and
+completes. The simulators hand a repo-level/project runner only its own scope's jobs (as
+the forges do), so a runner registered in the first scope would never take it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import (
+    GH_TOKEN,
+    SIM_TOKEN,
+    Daemon,
+    Sim,
+    containers,
+    github_config,
+    gitlab_config,
+    http,
+    no_leaks,
+    pool,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _status(sim: Sim, job_id: str) -> str:
+    return next(str(j["status"]) for j in sim.jobs() if str(j["id"]) == job_id)
+
+
+@pytest.fixture
+def github_sim() -> Any:
+    sim = Sim("github", GH_TOKEN)
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def gitlab_sim() -> Any:
+    sim = Sim("gitlab", SIM_TOKEN)
+    yield sim
+    sim.stop()
+
+
+def test_a_github_job_in_the_second_repository_is_taken_and_completes(
+    github_sim: Sim, instance: str, tmp_path: Path
+) -> None:
+    status, body = http("POST", f"{github_sim.url}/_sim/repos/acme/lib", {})
+    assert status in (200, 201), body
+    config = github_config(github_sim, [pool("linux", ["docker"])])
+    config["forges"][0]["repos"] = ["acme/app", "acme/lib"]
+    with no_leaks(instance):
+        daemon = Daemon(tmp_path, instance, config)
+        try:
+            job = github_sim.add_job("acme/lib", ["self-hosted", "linux", "x64", "docker"], 1)
+            wait_for(lambda: _status(github_sim, job) == "completed", 90, "acme/lib job done")
+            wait_for(
+                lambda: not github_sim.state()["runners"] and not containers(instance),
+                60,
+                "JIT registration and container gone",
+            )
+            (row,) = daemon.get("/runners")[1]["runners"]
+            assert row["state"] == "removed" and row["exit_code"] == 0
+        finally:
+            daemon.stop()
+
+
+def test_a_gitlab_job_in_the_second_project_is_taken_and_completes(
+    gitlab_sim: Sim, instance: str, tmp_path: Path
+) -> None:
+    status, body = http("POST", f"{gitlab_sim.url}/_sim/projects", {"id": 2, "path": "lib"})
+    assert status in (200, 201), body
+    config = gitlab_config(gitlab_sim, [pool("docker", ["docker"])])
+    config["forges"][0]["projects"] = ["1", "2"]
+    with no_leaks(instance):
+        daemon = Daemon(tmp_path, instance, config)
+        try:
+            job = gitlab_sim.add_job("2", ["docker"], duration=1)
+            wait_for(lambda: _status(gitlab_sim, job) == "success", 90, "project 2 job done")
+            wait_for(
+                lambda: not gitlab_sim.state()["runners"] and not containers(instance),
+                60,
+                "runner deleted and container removed",
+            )
+        finally:
+            daemon.stop()
