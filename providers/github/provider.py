@@ -198,8 +198,7 @@ class GitHubProvider:
         if self._quiet_now(repo):
             self._capped.pop(repo, None)
             return []
-        jobs = self._poll_repo_fully(repo)
-        return jobs
+        return self._poll_repo_fully(repo)
 
     def _poll_repo_fully(self, repo: str) -> list[PendingJob]:
         cap = max(1, self._options.max_jobs_per_scope)
