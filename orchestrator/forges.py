@@ -166,6 +166,7 @@ class ForgeState:
     active_at: datetime | None = None  # a job seen by a poll or hinted by a webhook
     webhook_at: datetime | None = None  # the last delivery of any kind
     mode: str = ""  # how it is polled and why (for /status)
+    interval_s: float | None = None  # the scheduled interval (None: every reconcile)
 
 
 class ForgeTracker:
@@ -248,7 +249,7 @@ class ForgeTracker:
         health = forge.provider.health()
         now = self.clock()
         if health.poll_cost is None and not self._webhooks_arrive(forge, now):
-            forge.next_poll_at, forge.mode = None, "every reconcile"
+            forge.next_poll_at, forge.mode, forge.interval_s = None, "every reconcile", None
             return
         chosen = pollrate.plan(
             poll_cost=health.poll_cost,
@@ -259,7 +260,7 @@ class ForgeTracker:
         )
         interval = max(chosen.interval_s, health.poll_interval_s or 0.0)
         forge.next_poll_at = now + timedelta(seconds=interval)
-        forge.mode = chosen.mode
+        forge.mode, forge.interval_s = chosen.mode, interval
 
     def _webhooks_arrive(self, forge: ForgeState, now: datetime) -> bool:
         age = _age(now, forge.webhook_at)
@@ -414,30 +415,18 @@ class ForgeTracker:
         return out
 
     def interval(self, forge: ForgeState) -> float:
-        """The forge's current poll interval (derived, or stretched by the provider)."""
+        """The forge's current poll interval (scheduled, or stretched by the provider)."""
         stretched = forge.provider.health().poll_interval_s
-        if forge.next_poll_at is None or forge.mode == "every reconcile":
+        if forge.interval_s is None:
             return stretched or self.limits.poll_interval_s
-        chosen = self._plan_now(forge)
-        return max(chosen, stretched or 0.0)
-
-    def _plan_now(self, forge: ForgeState) -> float:
-        health = forge.provider.health()
-        now = self.clock()
-        return pollrate.plan(
-            poll_cost=health.poll_cost,
-            budget_per_minute=health.budget_per_minute,
-            ceiling_s=self.limits.poll_interval_s,
-            activity_age_s=_age(now, forge.active_at),
-            webhook_age_s=_age(now, forge.webhook_at),
-        ).interval_s
+        return max(forge.interval_s, stretched or 0.0)
 
     def stale(self, forge: ForgeState) -> str:
         """Why the forge's view is too old to trust, or ''. Measured in ``POLL_INTERVAL``s
-        (or the provider's stretched interval), not the derived one: a fast poll that is
-        late by a few seconds is not a stale view."""
+        (or the provider's stretched or budget-bound interval when longer), not in the
+        fast interval: a fast poll late by a few seconds is not a stale view."""
         now = self.clock()
-        ceiling = forge.provider.health().poll_interval_s or self.limits.poll_interval_s
+        ceiling = max(self.interval(forge), self.limits.poll_interval_s)
         limit = timedelta(seconds=self.limits.stale_after_polls * ceiling)
         since = forge.last_ok_at or self._started_at
         if now - since <= limit:

@@ -14,10 +14,13 @@ quiet one) out of ``budget_per_minute``. Pure functions here; the tracker applie
   the poll only catches what a lost delivery missed, so it runs at ``POLL_INTERVAL``.
 
 Each interval is clamped to ``[floor, POLL_INTERVAL]``: ``POLL_INTERVAL`` stays the upper
-bound an admin sets, the floor keeps a tiny scope from polling in a busy loop. When even
-``POLL_INTERVAL`` is too fast for the budget (hundreds of scopes), the provider polls only
-as many scopes a round as its bucket holds, stalest first (``providers.scopes``), so the
-budget still holds. The rest of the budget (the other share) is for registrations,
+bound an admin sets, the floor keeps a tiny scope from polling in a busy loop. Only when
+even ``POLL_INTERVAL`` is more than the budget's share can pay for (hundreds of scopes)
+does the budget win, as the providers' own pacing always did: the round interval is then
+what the share allows, and ``/status`` says so (``budget-bound``). Before, 100 idle GitHub
+repositories were paced to about 410 requests a minute, each seen every ~29 s; now a
+quiet repository costs one request and the idle share (a third of 600/min) sees each of
+them every 30 s for half the requests. The rest of the budget is for registrations,
 activity checks and sweeps.
 """
 
@@ -29,7 +32,7 @@ import dataclasses
 FLOOR_S = 1.5
 #: Share of the forge's per-minute budget the job poll may use at the derived interval.
 FAST_SHARE = 0.5
-IDLE_SHARE = 0.25
+IDLE_SHARE = 1 / 3
 #: A job seen (or hinted) this recently keeps the forge in fast mode.
 ACTIVE_WINDOW_S = 300.0
 #: A webhook delivery this recent means deliveries arrive: polling is only a safety net.
@@ -41,14 +44,17 @@ def derive_interval(
 ) -> float:
     """Seconds between poll rounds so that rounds of ``poll_cost`` requests use at most
     ``share`` of ``budget_per_minute``, clamped to ``[floor_s, ceiling_s]`` (the floor
-    never above the ceiling)."""
+    never above the ceiling) unless the budget cannot pay for ``ceiling_s``: then the
+    budget's own rate (the budget is never exceeded)."""
     floor_s = min(floor_s, ceiling_s)
     if poll_cost <= 0:
         return floor_s
     if budget_per_minute <= 0 or share <= 0:
         return ceiling_s
     needed = poll_cost * 60.0 / (budget_per_minute * share)
-    return min(ceiling_s, max(floor_s, needed))
+    if needed > ceiling_s:
+        return needed
+    return max(floor_s, needed)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,4 +84,6 @@ def plan(
     interval = derive_interval(
         poll_cost, budget_per_minute, share=share, floor_s=floor_s, ceiling_s=ceiling_s
     )
+    if interval > ceiling_s:
+        mode += f", budget-bound (POLL_INTERVAL {ceiling_s:g} s costs more than its share)"
     return PollPlan(interval, f"{mode}: every {interval:.1f} s")

@@ -28,9 +28,9 @@ from tests.fakes import FakeForge, FakeWorld
     [
         (1, 300, 0.25, 1.5),  # GitLab GraphQL, up to 100 projects: the floor
         (10, 300, 0.5, 4.0),  # GitLab REST, 10 projects, after activity
-        (10, 300, 0.25, 8.0),  # ... idle
+        (10, 300, 1 / 3, 6.0),  # ... idle
         (11, 600, 0.5, 2.2),  # GitHub, 1 busy + 9 quiet repositories
-        (100, 600, 0.25, 15.0),  # GitHub, 100 quiet: the ceiling (scopes then share rounds)
+        (100, 600, 1 / 3, 30.0),  # GitHub, 100 quiet: the budget cannot pay for 15 s
         (0, 600, 0.5, 1.5),  # nothing to poll
     ],
 )
@@ -54,20 +54,21 @@ def test_the_budget_holds_and_the_bounds_hold(
     interval = pollrate.derive_interval(
         cost, per_minute, share=share, floor_s=floor_s, ceiling_s=ceiling_s
     )
-    assert interval <= ceiling_s  # POLL_INTERVAL is the admin's upper bound
     assert interval >= min(floor_s, ceiling_s)  # never a busy loop
-    if interval < ceiling_s:  # at the ceiling the provider polls part of the scopes a round
-        assert cost * 60 / interval <= per_minute * share * (1 + 1e-9)
+    assert cost * 60 / interval <= per_minute * share * (1 + 1e-9)  # the budget holds
+    needed = cost * 60 / (per_minute * share)
+    # POLL_INTERVAL is the upper bound, unless the budget cannot pay for it at all
+    assert interval <= ceiling_s or interval == pytest.approx(needed)
 
 
 @pytest.mark.parametrize(
     ("activity", "webhook", "mode"),
     [
-        (None, None, "idle: every 8.0 s"),
+        (None, None, "idle: every 6.0 s"),
         (12.0, None, "fast (activity 12 s ago): every 4.0 s"),
-        (400.0, None, "idle: every 8.0 s"),
+        (400.0, None, "idle: every 6.0 s"),
         (12.0, 30.0, "webhook safety-net (last delivery 30 s ago)"),
-        (None, 3600.0, "idle: every 8.0 s"),  # deliveries stopped: poll on the budget again
+        (None, 3600.0, "idle: every 6.0 s"),  # deliveries stopped: poll on the budget again
     ],
 )
 def test_the_mode_says_why(activity: float | None, webhook: float | None, mode: str) -> None:
@@ -126,11 +127,11 @@ async def test_an_idle_forge_is_polled_as_its_budget_allows_and_faster_after_a_j
     nudges: list[int] = []
     tracker = _tracker(clock, forge, nudges)
     await _run(tracker, clock, 60)
-    assert forge.polls == 8  # idle: every 8 s (a quarter of 300/min), not every 15 s
-    assert tracker.statuses()[0].poll_mode == "idle: every 8.0 s"
+    assert forge.polls == 10  # idle: every 6 s (a third of 300/min), not every 15 s
+    assert tracker.statuses()[0].poll_mode == "idle: every 6.0 s"
     assert nudges == []  # nothing changed: no reconcile woken
     world.add_job("gitlab", ["docker"])
-    await _run(tracker, clock, 8)
+    await _run(tracker, clock, 6)
     assert nudges == [1]  # the poll that saw the job wakes a reconcile
     forge.polls = 0
     await _run(tracker, clock, 60)
@@ -165,6 +166,14 @@ async def test_a_forge_that_does_not_say_its_cost_is_polled_every_reconcile(
     await tracker.poll()
     assert forge.calls.count("pending_jobs") == 2
     await tracker.aclose()
+
+
+def test_a_budget_that_cannot_pay_for_poll_interval_wins_and_says_so() -> None:
+    chosen = pollrate.plan(
+        poll_cost=100, budget_per_minute=600, ceiling_s=15, activity_age_s=None, webhook_age_s=None
+    )
+    assert chosen.interval_s == pytest.approx(30.0)  # 200 requests/min: half of before
+    assert "budget-bound" in chosen.mode
 
 
 def test_an_unknown_cost_keeps_poll_interval() -> None:
