@@ -430,6 +430,11 @@ class ForgeTracker:
         limit = timedelta(seconds=self.limits.stale_after_polls * ceiling)
         since = forge.last_ok_at or self._started_at
         if now - since <= limit:
+            # A poll answered, but a provider serving part of its scopes a round (budget)
+            # may still hold a scope's answer from long ago: that is a stale view too.
+            oldest = forge.provider.health().demand_age_s
+            if oldest is not None and oldest > limit.total_seconds():
+                return f"the stalest project/repository was read {oldest:.0f}s ago"
             return ""
         if forge.last_ok_at is None:
             return "no successful poll yet"

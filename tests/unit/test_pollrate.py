@@ -181,3 +181,27 @@ def test_an_unknown_cost_keeps_poll_interval() -> None:
         poll_cost=None, budget_per_minute=None, ceiling_s=15, activity_age_s=0, webhook_age_s=None
     )
     assert chosen.interval_s == 15
+
+
+class PartlyServedForge(BudgetedForge):
+    """Answers every poll, but one scope's answer is from long ago (budget rounds)."""
+
+    def __init__(self, world: FakeWorld) -> None:
+        super().__init__(world, cost=1, per_minute=300)
+        self.oldest = 10.0
+
+    def health(self) -> ProviderHealth:
+        return ProviderHealth(poll_cost=1, budget_per_minute=300, demand_age_s=self.oldest)
+
+
+async def test_a_scope_left_unread_for_long_makes_the_view_stale(clock: Clock) -> None:
+    forge = PartlyServedForge(FakeWorld())
+    tracker = _tracker(clock, forge, [])
+    await tracker.poll()
+    assert tracker.degraded() == []
+    forge.oldest = 3 * 15 + 1  # three POLL_INTERVALs and more
+    assert tracker.degraded() == ["gitlab"]
+    assert "stalest project/repository was read 46s ago" in tracker.stale(
+        tracker.forges["gitlab"]
+    )
+    await tracker.aclose()
