@@ -202,7 +202,7 @@ class ForgeTracker:
         is used by the next reconcile, which it nudges. An exception that is not a
         :class:`ProviderError` is a bug: it is raised here, never turned into a pause.
         """
-        self._start_due(force=force)
+        self._start_due(force=force, pending_too=True)
         tasks = [f.task for f in self.forges.values() if f.task is not None]
         if not tasks:
             return
@@ -228,10 +228,15 @@ class ForgeTracker:
             return forge.retry_at is None or now >= forge.retry_at
         return forge.next_poll_at is None or now >= forge.next_poll_at
 
-    def _start_due(self, *, force: bool) -> None:
+    def _start_due(self, *, force: bool, pending_too: bool = False) -> None:
+        """``pending_too`` (a reconcile): also poll a forge whose view lists waiting jobs,
+        due or not. The reconcile is about to spawn for them, and a nudge (a runner's
+        container exited: its job may be done) means the view may be out of date; spawning
+        from it made a second runner for a finished job."""
         now = self.clock()
         for forge in self.forges.values():
-            if (force or self._due(forge, now)) and forge.task is None:
+            fresh = pending_too and bool(forge.jobs) and not forge.paused
+            if (force or fresh or self._due(forge, now)) and forge.task is None:
                 forge.task = asyncio.create_task(self._poll(forge), name=f"poll-{forge.name}")
 
     def _reap(self) -> None:

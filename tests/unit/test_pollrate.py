@@ -205,3 +205,23 @@ async def test_a_scope_left_unread_for_long_makes_the_view_stale(clock: Clock) -
         tracker.forges["gitlab"]
     )
     await tracker.aclose()
+
+
+async def test_a_reconcile_repolls_a_forge_with_waiting_jobs_even_if_not_due(
+    clock: Clock,
+) -> None:
+    """A runner took the job and finished it between two scheduled polls; the reconcile
+    nudged by its container's exit must not spawn again from the old view."""
+    world = FakeWorld()
+    forge = BudgetedForge(world, cost=10, per_minute=300)
+    tracker = _tracker(clock, forge, [])
+    job = world.add_job("gitlab", ["docker"])
+    await tracker.poll()
+    assert [j.id for j in tracker.demand()] == [job]
+    world.jobs.pop(job)  # done at the forge
+    await tracker.poll()  # not due by the schedule, but the view lists a job
+    assert tracker.demand() == []
+    polls = forge.polls
+    await tracker.poll()  # nothing waits: the schedule decides again
+    assert forge.polls == polls
+    await tracker.aclose()
