@@ -229,13 +229,15 @@ class ForgeTracker:
         return forge.next_poll_at is None or now >= forge.next_poll_at
 
     def _start_due(self, *, force: bool, pending_too: bool = False) -> None:
-        """``pending_too`` (a reconcile): also poll a forge whose view lists waiting jobs,
-        due or not. The reconcile is about to spawn for them, and a nudge (a runner's
-        container exited: its job may be done) means the view may be out of date; spawning
-        from it made a second runner for a finished job."""
+        """``pending_too`` (a reconcile): also poll a forge whose view or webhook hints list
+        waiting jobs, due or not. The reconcile is about to spawn for them, and a nudge (a
+        runner's container exited: its job may be done) means the view may be out of date;
+        spawning from it made a second runner for a finished job. A hint is superseded
+        only by a poll that lists its job while it waits (or others of its scope), so a
+        hint must be followed by a poll soon, not at the safety-net interval."""
         now = self.clock()
         for forge in self.forges.values():
-            fresh = pending_too and bool(forge.jobs) and not forge.paused
+            fresh = pending_too and bool(forge.jobs or forge.hints) and not forge.paused
             if (force or fresh or self._due(forge, now)) and forge.task is None:
                 forge.task = asyncio.create_task(self._poll(forge), name=f"poll-{forge.name}")
 
@@ -311,10 +313,22 @@ class ForgeTracker:
         # so "any later poll" is not proof; age and count bound what is left.
         polled = {j.key for j in forge.jobs}
         read = {j.scope for j in forge.jobs}
+        # The provider may say it read every scope it serves since some time (the age of
+        # its stalest answer): a hint older than that was read too, listed or not (a job
+        # taken and finished between two polls was never listed: its hint made a second
+        # runner after the first one exited).
+        health = forge.provider.health()
+        read_all_since = (
+            None
+            if health.demand_age_s is None
+            else forge.last_ok_at - timedelta(seconds=health.demand_age_s)
+        )
         forge.hints = {
             k: (job, at)
             for k, (job, at) in forge.hints.items()
-            if k not in polled and not (at < started and job.scope in read)
+            if k not in polled
+            and not (at < started and job.scope in read)
+            and not (read_all_since is not None and at < read_all_since)
         }
         # A "finished" mark is needed only while a poll still lists the job.
         forge.finished = {k: at for k, at in forge.finished.items() if k in polled}
