@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from orchestrator.config import GitHubForgeConfig, GitLabForgeConfig, Settings
+from orchestrator.forges import WAIT_MIN_S, provider_deadline
 from orchestrator.httpserver import HttpServer
 from orchestrator.logging import configure, register_secret
 from orchestrator.metrics import Metrics
@@ -39,11 +40,27 @@ def _secret(value: Any) -> str:
     return "" if value is None else str(value.get_secret_value())
 
 
+def provider_bounds(settings: Settings) -> dict[str, Any]:
+    """The provider options that come from daemon settings shared with the tracker, so
+    each concept has one setting and one clamp (not two with different defaults):
+    ``FORGE_CALL_TIMEOUT`` is the tracker's deadline and, slightly under it, the
+    provider's; ``FORGE_RETRY_AFTER_MAX`` caps every wait either layer accepts."""
+    deadline = provider_deadline(settings.forge_call_timeout)
+    return {
+        "call_deadline_s": deadline,
+        "request_timeout_s": min(15.0, deadline),
+        "min_retry_wait_s": WAIT_MIN_S,
+        "max_retry_wait_s": settings.forge_retry_after_max,
+        "max_jobs_per_scope": settings.max_jobs_per_scope,
+    }
+
+
 def build_providers(
     settings: Settings, instance_id: str, observer: RequestObserver
 ) -> dict[str, Provider]:
     """One provider per configured forge (explicit switch; no plugin discovery)."""
     providers: dict[str, Provider] = {}
+    shared = provider_bounds(settings)
     for forge in settings.forges:
         token = _secret(forge.token)
         register_secret(token)
@@ -68,6 +85,8 @@ def build_providers(
                         include_created=forge.include_created,
                         webhook_secret=_secret(forge.webhook_secret),
                         group_refresh_s=forge.group_refresh_s,
+                        graphql_poll=settings.gitlab_graphql,
+                        **shared,
                     ),
                     observer=observer,
                 )
@@ -89,6 +108,7 @@ def build_providers(
                         low_rate_limit=forge.low_rate_limit,
                         requests_per_minute=forge.requests_per_minute,
                         poll_interval_s=settings.poll_interval,
+                        **shared,
                     ),
                     observer=observer,
                 )

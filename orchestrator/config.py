@@ -429,7 +429,13 @@ class Settings(BaseSettings):
     forge_call_timeout: float = Field(30.0, gt=0, le=600, allow_inf_nan=False)
     """Overall deadline of one forge call (a whole job poll); a slower forge is paused."""
     forge_retry_after_max: float = Field(900.0, ge=1, le=86400, allow_inf_nan=False)
-    """Longest pause a forge's Retry-After can impose (longer asks are clamped)."""
+    """Longest pause a forge's Retry-After can impose (longer asks are clamped); also the
+    longest wait the providers accept from a forge (one clamp for both layers)."""
+    gitlab_graphql: bool = True
+    """Poll GitLab projects through GraphQL (up to 100 per request), REST for whatever it
+    cannot vouch for; a refused GraphQL endpoint falls back to REST for an hour."""
+    max_jobs_per_scope: int = Field(1000, ge=1, le=100_000)
+    """Waiting jobs read per project/repository per poll; more are counted, not read."""
 
     # --- default pool, for the env-only case ---------------------------------------------
     runner_image: str = ""

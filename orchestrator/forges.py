@@ -38,7 +38,7 @@ import structlog
 from orchestrator.config import Settings
 from orchestrator.metrics import Metrics
 from orchestrator.models import ForgeKind, Job
-from orchestrator.snapshot import ForgeStatus
+from orchestrator.snapshot import SCOPES_SHOWN, ForgeStatus
 from providers.base import PendingJob, Provider, WebhookResult
 from providers.errors import (
     DeadlineExceeded,
@@ -54,6 +54,8 @@ T = TypeVar("T")
 
 #: A bad token is retried at most this often, whatever the poll interval.
 AUTH_PAUSE_MIN_S = 60.0
+#: The shortest wait a forge may ask for (shared by the tracker and the providers).
+WAIT_MIN_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,7 +65,7 @@ class ForgeLimits:
     poll_interval_s: float
     call_timeout_s: float = 30.0  # overall deadline of one forge call (a whole poll)
     poll_grace_s: float = 5.0  # how long one reconcile waits for polls still running
-    wait_min_s: float = 1.0  # clamp of any wait a forge asks for (Retry-After)
+    wait_min_s: float = WAIT_MIN_S  # clamp of any wait a forge asks for (Retry-After)
     wait_max_s: float = 900.0
     stale_after_polls: float = 3.0
     hint_ttl_s: float = 600.0
@@ -92,6 +94,14 @@ class ForgeLimits:
         if math.isinf(seconds):
             return self.wait_max_s if seconds > 0 else self.wait_min_s
         return min(self.wait_max_s, max(self.wait_min_s, seconds))
+
+
+def provider_deadline(call_timeout_s: float) -> float:
+    """The provider's own overall deadline for one call, set from ``FORGE_CALL_TIMEOUT``:
+    slightly under the tracker's (10 %, at most 2 s), so the provider's deadline fires
+    first and ends its requests cleanly; the tracker's stays the backstop for any
+    adapter. One setting feeds both layers."""
+    return max(call_timeout_s * 0.9, call_timeout_s - 2.0)
 
 
 class ForgeDeadline(DeadlineExceeded):
@@ -375,6 +385,10 @@ class ForgeTracker:
                     note=health.note,
                     retry_at=forge.retry_at if forge.paused else None,
                     stale=self.stale(forge),
+                    scope_errors=tuple(sorted(health.scope_errors.items())[:SCOPES_SHOWN]),
+                    scope_error_count=len(health.scope_errors),
+                    jobs_capped=tuple(sorted(health.jobs_capped.items())[:SCOPES_SHOWN]),
+                    jobs_capped_count=len(health.jobs_capped),
                 )
             )
         return out

@@ -96,7 +96,19 @@ class SnapshotCollector(Collector):
             "Effective poll interval per forge (stretched when the rate limit runs low).",
             labels=["forge"],
         )
+        scope_errors = GaugeMetricFamily(
+            f"{NS}_forge_scope_errors",
+            "Projects/repositories the forge refused (403/404), skipped while the rest is served.",
+            labels=["forge"],
+        )
+        capped = GaugeMetricFamily(
+            f"{NS}_forge_jobs_capped",
+            "Projects/repositories whose waiting jobs were read only up to MAX_JOBS_PER_SCOPE.",
+            labels=["forge"],
+        )
         for forge in snap.forges:
+            scope_errors.add_metric([forge.name], forge.scope_error_count)
+            capped.add_metric([forge.name], forge.jobs_capped_count)
             forge_up.add_metric([forge.name], 0.0 if forge.paused or forge.stale else 1.0)
             if forge.rate_limit_remaining is not None:
                 remaining.add_metric([forge.name], forge.rate_limit_remaining)
@@ -104,6 +116,8 @@ class SnapshotCollector(Collector):
         yield forge_up
         yield remaining
         yield interval
+        yield scope_errors
+        yield capped
 
         host_up = GaugeMetricFamily(
             f"{NS}_docker_host_up", "1 when the Docker host answers.", labels=["host"]

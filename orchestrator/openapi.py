@@ -76,6 +76,29 @@ _SCHEMAS: dict[str, Any] = {
             "poll_interval_s": {"type": "number"},
             "rate_limit_remaining": {"type": ["integer", "null"]},
             "note": {"type": "string"},
+            "stale": {
+                "type": "string",
+                "description": "why the forge's view is too old to trust ('' = fresh)",
+            },
+            "poll_mode": {
+                "type": "string",
+                "description": "how often the forge is polled and why, e.g. "
+                "'fast (activity 12 s ago)', 'idle', 'webhook safety-net'",
+            },
+            "scope_errors": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "projects/repositories the forge refused (403/404) and why, "
+                "skipped while the rest is served (at most 20 named; see scope_error_count)",
+            },
+            "scope_error_count": {"type": "integer", "minimum": 0},
+            "jobs_capped": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "description": "scopes whose waiting jobs were read only up to "
+                "MAX_JOBS_PER_SCOPE -> jobs read (at most 20 named; see jobs_capped_count)",
+            },
+            "jobs_capped_count": {"type": "integer", "minimum": 0},
         },
     },
     "Pool": {

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 from orchestrator.events import event_word
 from orchestrator.models import Runner, RunnerState, WaitingJob, WaitReason
-from orchestrator.snapshot import Snapshot
+from orchestrator.snapshot import ForgeStatus, Snapshot
 from orchestrator.state import Transition
 
 #: Seconds between refreshes of the live part of a page.
@@ -302,14 +302,42 @@ def _forges(snap: Snapshot, now: datetime) -> Html:
                 tag("b", f.name),
                 f.kind,
                 health,
+                f.poll_mode or "-",
                 rate,
                 _when(f.last_ok_at, now),
                 f.pending_jobs,
-                f.note or None,
+                _scope_notes(f) or f.note or None,
             ]
         )
-    headers = ["forge", "kind", "health", "rate limit left", "last good poll", "jobs", "note"]
+    headers = [
+        "forge",
+        "kind",
+        "health",
+        "polling",
+        "rate limit left",
+        "last good poll",
+        "jobs",
+        "note",
+    ]
     return tag("section", tag("h2", "Forges"), _table(headers, rows, "no forge configured"))
+
+
+def _scope_notes(f: ForgeStatus) -> Html | None:
+    """The forge's note plus refused and capped scopes (named up to what /status names,
+    the rest counted)."""
+    parts: list[Child] = [tag("div", f.note)] if f.note else []
+    if f.scope_error_count:
+        named = "; ".join(f"{scope}: {reason}" for scope, reason in f.scope_errors)
+        more = f.scope_error_count - len(f.scope_errors)
+        extra = f" (and {more:,} more)" if more > 0 else ""
+        text = f"{f.scope_error_count:,} skipped (refused): {named}{extra}"
+        parts.append(tag("div", text, class_="bad"))
+    if f.jobs_capped_count:
+        named = ", ".join(f"{scope} ({jobs:,} read)" for scope, jobs in f.jobs_capped)
+        more = f.jobs_capped_count - len(f.jobs_capped)
+        extra = f" (and {more:,} more)" if more > 0 else ""
+        parts.append(tag("div", f"backlog capped: {named}{extra}"))
+    return Html("".join(_children(parts))) if parts else None
 
 
 def _pools(snap: Snapshot) -> Html:

@@ -31,6 +31,10 @@ class PoolStatus:
     unavailable: str = ""
 
 
+#: Refused or capped scopes named per forge in /status and on the page (the rest counted).
+SCOPES_SHOWN = 20
+
+
 @dataclasses.dataclass(frozen=True)
 class ForgeStatus:
     name: str
@@ -44,6 +48,14 @@ class ForgeStatus:
     note: str = ""
     retry_at: datetime | None = None
     stale: str = ""  # why its view is too old to trust ('' = fresh)
+    #: Scopes the forge refused (403/404) and why, at most SCOPES_SHOWN of them; the
+    #: counts cover all (a group of thousands of refused projects must not bloat /status).
+    scope_errors: tuple[tuple[str, str], ...] = ()
+    scope_error_count: int = 0
+    #: Scopes whose backlog was read only up to MAX_JOBS_PER_SCOPE (scope -> jobs read).
+    jobs_capped: tuple[tuple[str, int], ...] = ()
+    jobs_capped_count: int = 0
+    poll_mode: str = ""  # how often it is polled and why (issue 15)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +147,11 @@ class Snapshot:
                     "rate_limit_remaining": f.rate_limit_remaining,
                     "note": f.note,
                     "stale": f.stale,
+                    "poll_mode": f.poll_mode,
+                    "scope_errors": dict(f.scope_errors),
+                    "scope_error_count": f.scope_error_count,
+                    "jobs_capped": dict(f.jobs_capped),
+                    "jobs_capped_count": f.jobs_capped_count,
                 }
                 for f in self.forges
             ],
