@@ -330,13 +330,16 @@ def test_forbidden_scope_drill_one_refusing_project_skips_only_itself(
     the forge is never paused."""
     code, body = http("POST", f"{gitlab_sim.url}/_sim/projects", {"id": 2, "path": "locked"})
     assert code in (200, 201), body
-    config = gitlab_config(gitlab_sim, [pool("any", ["docker"])])
+    # Pool "locked" would serve project 2's job if the daemon took it for demand.
+    config = gitlab_config(
+        gitlab_sim, [pool("any", ["docker"]), pool("locked", ["docker", "locked"])]
+    )
     config["forges"][0]["projects"] = ["1", "2"]
     add_fault(gitlab_sim, "forbidden", project="2", seconds=120)
     with no_leaks(instance):
         daemon = Daemon(tmp_path, instance, config)
         try:
-            locked = gitlab_sim.add_job("2", ["docker"], duration=1)
+            locked = gitlab_sim.add_job("2", ["docker", "locked"], duration=1)
             served = gitlab_sim.add_job("1", ["docker"], duration=1)
             paused: list[str] = []
 
@@ -347,14 +350,21 @@ def test_forbidden_scope_drill_one_refusing_project_skips_only_itself(
                 done = job_status(gitlab_sim, served) == "success"
                 return forge if done and forge["scope_errors"] else None
 
-            forge = wait_for(served_and_shown, 90, "project 1 served, project 2 shown skipped")
+            forge = wait_for(
+                served_and_shown,
+                90,
+                "project 1 served, project 2 shown skipped",
+                describe=lambda: (forge_status(daemon, "gitlab"), gitlab_sim.jobs()),
+            )
             assert paused == [], paused
             assert list(forge["scope_errors"]) == ["locked"] or list(forge["scope_errors"]) == [
                 "2"
             ], forge
             assert "403" in next(iter(forge["scope_errors"].values())), forge
             assert forge["scope_error_count"] == 1
-            assert job_status(gitlab_sim, locked) == "pending"  # no runner for what we can't see
+            # A refused scope's jobs are no demand: nothing was spawned for them.
+            assert job_status(gitlab_sim, locked) == "pending"
+            assert metric(daemon, "runner_orchestrator_runners_spawned_total", pool="locked") == 0
             assert daemon.get("/ready")[0] == 200
             wait_for(lambda: not containers(instance), 60, "every runner gone")
         finally:
