@@ -172,7 +172,7 @@ def test_budget_drill_busy_runners_never_starve_the_job_poll(
     without waiting on it (516 activity checks vs 9 job polls in 2 min with 12 runners)
     and a new job stayed unseen for over a minute while /ready said 200. Now the job poll
     goes first: a new job is seen within about two reconciles, the forge's view never
-    goes stale, and the sim counts job polls at least as often as activity checks."""
+    goes stale, and the sim counts at least as many job polls as activity requests."""
     busy_n = 22
     config = gitlab_config(
         gitlab_sim,
@@ -197,6 +197,10 @@ def test_budget_drill_busy_runners_never_starve_the_job_poll(
                 interval=1,
                 describe=lambda: [job_status(gitlab_sim, j) for j in ids],
             )
+            # The reconcile that sees them turn busy looks each one up once (its state
+            # changed); measure the steady state after it.
+            settled = daemon.status()["reconcile"]["count"] + 2
+            wait_for(lambda: daemon.status()["reconcile"]["count"] >= settled, 30, "2 reconciles")
             before = sim_stats(gitlab_sim)
             count_before = daemon.status()["reconcile"]["count"]
             # Let the busy runners be checked for a while: that is what used to starve.
@@ -221,11 +225,13 @@ def test_budget_drill_busy_runners_never_starve_the_job_poll(
             count_after = daemon.status()["reconcile"]["count"]
             ready, body = daemon.get("/ready")
             polls = after["job_poll"] - before["job_poll"]
-            activity = after["activity"] - before["activity"]
+            # Activity: per-runner look-ups plus the runner listing (the sim counts the
+            # listing as "sweep"; the forge sweep itself runs every few minutes).
+            activity = sum(after[k] - before[k] for k in ("activity", "sweep"))
             reconciles = count_after - count_before
             print(
                 f"{busy_n} busy runners: {reconciles} reconciles, {polls} job polls, "
-                f"{activity} activity checks; new job seen after {seen_at - added_at} reconciles"
+                f"{activity} activity requests; new job seen after {seen_at - added_at} reconciles"
             )
             assert ready == 200, body
             # Seen by the first or second poll after it appeared (+1: one may be in flight).
@@ -233,7 +239,7 @@ def test_budget_drill_busy_runners_never_starve_the_job_poll(
             # Every reconcile polled (GraphQL: one request for the project); the activity
             # checks of 22 runners did not crowd it out.
             assert polls >= reconciles * 0.8, (polls, reconciles)
-            assert activity <= 2 * polls, (polls, activity)  # was 516 vs 9
+            assert activity <= polls, (polls, activity)  # was 516 vs 9 (12 runners, 2 min)
             wait_for(lambda: job_status(gitlab_sim, new) == "success", 60, "the new job runs")
         finally:
             daemon.stop()
