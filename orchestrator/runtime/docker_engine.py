@@ -7,8 +7,14 @@ translated here, at the edge, into :class:`HostUnavailable`, :class:`NoCapacity`
 How it works, and why:
 
 * **One ``DockerClient`` per host for the daemon's life.** The SDK is blocking
-  (``requests``), so every call runs in ``asyncio.to_thread`` under one semaphore that
-  bounds how many threads hammer the engines at once (STYLE.md §5 item 11).
+  (``requests``), so every call runs in a worker thread under one semaphore that bounds
+  how many threads hammer the engines at once (STYLE.md §5 item 11). It admits as many
+  calls as the reconciler spawns runners at once (8), on the runtime's own thread pool of
+  that size: on asyncio's shared default pool (``cpu_count + 4`` threads, 6 on two
+  cores, also used by the forge providers) and a semaphore of 4, a burst's Docker calls
+  queued behind each other and behind forge calls (docs/benchmarks.md). Each client's
+  connection pool holds that many calls plus the event stream and a ping, so no call
+  opens and drops a connection of its own.
 * **Labels are the only ownership record.** Every container, network and volume created
   here carries :func:`labels_for`; listing and clean-up filter on
   ``io.runner-orchestrator.managed=true`` *and* this daemon's instance id, and ``stop`` /
@@ -100,6 +106,8 @@ CONNECT_TIMEOUT_S = 10
 #: json-file log rotation per container: enough for a job's tail, bounded on disk.
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 DOCKER_SOCKET = "/var/run/docker.sock"
+#: SDK calls in flight at once, all hosts together: the reconciler's spawn concurrency.
+DEFAULT_MAX_CONCURRENCY = 8
 #: Exceptions that mean "the endpoint did not answer", not "the engine said no".
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ConnectionError,
@@ -208,7 +216,7 @@ class DockerRuntime:
         *,
         network_name: str = "",
         credential_delivery: Literal["file", "env"] = "file",
-        max_concurrency: int = 4,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         if not hosts:
             raise ValueError("DockerRuntime needs at least one docker host")
@@ -275,6 +283,8 @@ class DockerRuntime:
             tls=tls,
             timeout=CONNECT_TIMEOUT_S,
             use_ssh_client=config.url.startswith("ssh://"),
+            # every concurrent call, the event stream and a ping keep a pooled connection
+            max_pool_size=self._max_concurrency + 2,
         )
         try:
             _ping(client)
@@ -706,6 +716,8 @@ class DockerRuntime:
         summaries = client.api.containers(all=True, filters={"label": self._label_filter})
         result = []
         for summary in summaries:
+            if "com.docker.swarm.service.id" in (summary.get("Labels") or {}):
+                continue  # a Swarm task: the Swarm runtime's, listed as its service
             try:
                 result.append(cast(dict[str, Any], client.api.inspect_container(summary["Id"])))
             except docker.errors.NotFound:  # removed between list and inspect
