@@ -447,7 +447,9 @@ class Settings(BaseSettings):
     idle_timeout: float | None = Field(None, ge=0, le=WEEK_S)
     """Idle seconds before a runner is retired (at most a week)."""
     poll_interval: float = Field(15.0, ge=1, le=3600)
-    """Seconds between reconciles, 1 to 3600 (webhooks wake it earlier)."""
+    """Longest wait between two polls of a forge and between reconciles, 1 to 3600. Each
+    forge is polled faster when its request budget allows (down to 1.5 s; see
+    docs/architecture.md), and at this interval while its webhooks arrive."""
     forge_call_timeout: float = Field(30.0, gt=0, le=600, allow_inf_nan=False)
     """Overall deadline of one forge call (a whole job poll); a slower forge is paused."""
     forge_retry_after_max: float = Field(900.0, ge=1, le=86400, allow_inf_nan=False)

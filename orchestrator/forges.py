@@ -6,6 +6,15 @@ its webhook hints, and the poll in flight. Nothing else in the daemon keeps forg
 
 Rules this module enforces:
 
+* **Each forge on its own schedule** (issue 15). How often a forge is polled is derived
+  from its budget and recent activity (:mod:`orchestrator.pollrate`: *fast* after a job
+  was seen, *idle* otherwise, a *webhook safety-net* at ``POLL_INTERVAL`` while
+  deliveries arrive), never slower than ``POLL_INTERVAL``. The scheduler calls
+  :meth:`ForgeTracker.tick` every second; it starts the polls that are due, and a poll
+  whose answer changed the forge's view nudges a reconcile. A reconcile's own
+  :meth:`ForgeTracker.poll` starts only due polls too, so a burst of webhook nudges costs
+  no forge requests. A provider that does not say what a round costs (``poll_cost``) is
+  polled every reconcile, as before.
 * **Independent polls.** Each forge's poll is its own task under an overall deadline
   (``call_timeout_s``). A reconcile waits for the polls at most ``poll_grace_s``; a forge
   still answering after that keeps its previous view for this reconcile and nudges
@@ -35,6 +44,7 @@ from typing import TypeVar
 
 import structlog
 
+from orchestrator import pollrate
 from orchestrator.config import Settings
 from orchestrator.metrics import Metrics
 from orchestrator.models import ForgeKind, Job
@@ -104,6 +114,10 @@ def provider_deadline(call_timeout_s: float) -> float:
     return max(call_timeout_s * 0.9, call_timeout_s - 2.0)
 
 
+def _age(now: datetime, then: datetime | None) -> float | None:
+    return None if then is None else max(0.0, (now - then).total_seconds())
+
+
 class ForgeDeadline(DeadlineExceeded):
     """The daemon's own deadline on a forge call passed (the adapter's own deadline, if
     any, should fire first; this one holds for any adapter)."""
@@ -148,6 +162,11 @@ class ForgeState:
     #: job key -> when a webhook said it no longer waits.
     finished: dict[str, datetime] = dataclasses.field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    next_poll_at: datetime | None = None  # None: due now (or every reconcile)
+    active_at: datetime | None = None  # a job seen by a poll or hinted by a webhook
+    webhook_at: datetime | None = None  # the last delivery of any kind
+    mode: str = ""  # how it is polled and why (for /status)
+    interval_s: float | None = None  # the scheduled interval (None: every reconcile)
 
 
 class ForgeTracker:
@@ -183,11 +202,7 @@ class ForgeTracker:
         is used by the next reconcile, which it nudges. An exception that is not a
         :class:`ProviderError` is a bug: it is raised here, never turned into a pause.
         """
-        now = self.clock()
-        for forge in self.forges.values():
-            due = force or forge.retry_at is None or now >= forge.retry_at
-            if due and forge.task is None:
-                forge.task = asyncio.create_task(self._poll(forge), name=f"poll-{forge.name}")
+        self._start_due(force=force, pending_too=True)
         tasks = [f.task for f in self.forges.values() if f.task is not None]
         if not tasks:
             return
@@ -200,14 +215,65 @@ class ForgeTracker:
             )
         finally:
             self._waiting = False
+        self._reap()
+
+    def tick(self) -> None:
+        """Start the polls that are due now, without waiting for them (the scheduler calls
+        this every second). A poll that changes what the forge wants nudges a reconcile."""
+        self._reap()
+        self._start_due(force=False)
+
+    def _due(self, forge: ForgeState, now: datetime) -> bool:
+        if forge.paused:
+            return forge.retry_at is None or now >= forge.retry_at
+        return forge.next_poll_at is None or now >= forge.next_poll_at
+
+    def _start_due(self, *, force: bool, pending_too: bool = False) -> None:
+        """``pending_too`` (a reconcile): also poll a forge whose view lists waiting jobs,
+        due or not. The reconcile is about to spawn for them, and a nudge (a runner's
+        container exited: its job may be done) means the view may be out of date; spawning
+        from it made a second runner for a finished job."""
+        now = self.clock()
+        for forge in self.forges.values():
+            fresh = pending_too and bool(forge.jobs) and not forge.paused
+            if (force or fresh or self._due(forge, now)) and forge.task is None:
+                forge.task = asyncio.create_task(self._poll(forge), name=f"poll-{forge.name}")
+
+    def _reap(self) -> None:
         for forge in self.forges.values():
             task = forge.task
             if task is not None and task.done():
                 forge.task = None
                 task.result()  # re-raises a bug in the provider or in this module
 
+    def _view(self, forge: ForgeState) -> tuple[frozenset[str], str, bool]:
+        return frozenset(j.key for j in forge.jobs), forge.paused, bool(self.stale(forge))
+
+    def _schedule(self, forge: ForgeState) -> None:
+        """When to poll the forge next, and the words for /status."""
+        health = forge.provider.health()
+        now = self.clock()
+        if health.poll_cost is None and not self._webhooks_arrive(forge, now):
+            forge.next_poll_at, forge.mode, forge.interval_s = None, "every reconcile", None
+            return
+        chosen = pollrate.plan(
+            poll_cost=health.poll_cost,
+            budget_per_minute=health.budget_per_minute,
+            ceiling_s=self.limits.poll_interval_s,
+            activity_age_s=_age(now, forge.active_at),
+            webhook_age_s=_age(now, forge.webhook_at),
+        )
+        interval = max(chosen.interval_s, health.poll_interval_s or 0.0)
+        forge.next_poll_at = now + timedelta(seconds=interval)
+        forge.mode, forge.interval_s = chosen.mode, interval
+
+    def _webhooks_arrive(self, forge: ForgeState, now: datetime) -> bool:
+        age = _age(now, forge.webhook_at)
+        return age is not None and age < pollrate.WEBHOOK_FRESH_S
+
     async def _poll(self, forge: ForgeState) -> None:
         started = self.clock()
+        before = self._view(forge)
         try:
             pending = await self.call(forge.provider.pending_jobs())
         except DeadlineExceeded as exc:
@@ -222,8 +288,9 @@ class ForgeTracker:
             self._failed(forge, exc, "error")
         else:
             self._succeeded(forge, pending, started)
-        if not self._waiting:
-            self.nudge()  # a late answer: let the next reconcile use it now
+        self._schedule(forge)
+        if not self._waiting and self._view(forge) != before:
+            self.nudge()  # a late or scheduled answer that changed the view: use it now
 
     def _succeeded(
         self, forge: ForgeState, pending: Sequence[PendingJob], started: datetime
@@ -235,6 +302,8 @@ class ForgeTracker:
         forge.failures = 0
         forge.retry_at = None
         forge.last_ok_at = self.clock()
+        if pending:
+            forge.active_at = forge.last_ok_at
         # A poll supersedes a hint only where it evidently read the hint's scope: the job
         # is in its answer (the poll's view takes over), or the poll started after the
         # hint and answered other jobs of that scope but not this one. A provider may skip
@@ -292,6 +361,9 @@ class ForgeTracker:
         if forge is None:
             return
         now = self.clock()
+        forge.webhook_at = now
+        if result.jobs:
+            forge.active_at = now
         for pending in result.jobs:
             job = to_job(name, pending)
             forge.hints.pop(job.key, None)  # re-insert: newest last
@@ -348,15 +420,26 @@ class ForgeTracker:
         return out
 
     def interval(self, forge: ForgeState) -> float:
-        """The forge's effective poll interval (a provider may stretch it)."""
-        return forge.provider.health().poll_interval_s or self.limits.poll_interval_s
+        """The forge's current poll interval (scheduled, or stretched by the provider)."""
+        stretched = forge.provider.health().poll_interval_s
+        if forge.interval_s is None:
+            return stretched or self.limits.poll_interval_s
+        return max(forge.interval_s, stretched or 0.0)
 
     def stale(self, forge: ForgeState) -> str:
-        """Why the forge's view is too old to trust, or ''."""
+        """Why the forge's view is too old to trust, or ''. Measured in ``POLL_INTERVAL``s
+        (or the provider's stretched or budget-bound interval when longer), not in the
+        fast interval: a fast poll late by a few seconds is not a stale view."""
         now = self.clock()
-        limit = timedelta(seconds=self.limits.stale_after_polls * self.interval(forge))
+        ceiling = max(self.interval(forge), self.limits.poll_interval_s)
+        limit = timedelta(seconds=self.limits.stale_after_polls * ceiling)
         since = forge.last_ok_at or self._started_at
         if now - since <= limit:
+            # A poll answered, but a provider serving part of its scopes a round (budget)
+            # may still hold a scope's answer from long ago: that is a stale view too.
+            oldest = forge.provider.health().demand_age_s
+            if oldest is not None and oldest > limit.total_seconds():
+                return f"the stalest project/repository was read {oldest:.0f}s ago"
             return ""
         if forge.last_ok_at is None:
             return "no successful poll yet"
@@ -389,6 +472,7 @@ class ForgeTracker:
                     scope_error_count=len(health.scope_errors),
                     jobs_capped=tuple(sorted(health.jobs_capped.items())[:SCOPES_SHOWN]),
                     jobs_capped_count=len(health.jobs_capped),
+                    poll_mode=forge.mode,
                 )
             )
         return out

@@ -1,6 +1,7 @@
-"""APScheduler (3.x) wiring: the reconcile loop, the orphan sweep, and the nudge.
+"""APScheduler (3.x) wiring: the reconcile loop, the orphan sweep, the forge poll tick
+and the nudge.
 
-Both jobs run with ``max_instances=1`` and ``coalesce=True``: runs never overlap and
+The jobs run with ``max_instances=1`` and ``coalesce=True``: runs never overlap and
 missed ticks collapse into one. A *nudge* (webhook, container exit, operator action)
 asks for one reconcile now; if one is already running, exactly one more runs right
 after it, so no nudge is lost and a burst of nudges costs at most one extra run.
@@ -23,6 +24,9 @@ log = structlog.get_logger("orchestrator.scheduler")
 
 RECONCILE_JOB = "reconcile"
 GC_JOB = "gc_orphans"
+FORGE_TICK_JOB = "forge_tick"
+#: How often due forge polls are started (each forge's interval is its own: forges.py).
+FORGE_TICK_S = 1.0
 
 
 class ReconcileScheduler:
@@ -61,7 +65,19 @@ class ReconcileScheduler:
             next_run_time=now,
             misfire_grace_time=None,
         )
+        self._scheduler.add_job(
+            self._guard(FORGE_TICK_JOB, self._forge_tick),
+            "interval",
+            seconds=FORGE_TICK_S,
+            id=FORGE_TICK_JOB,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
         self._scheduler.start()
+
+    async def _forge_tick(self) -> None:
+        self.reconciler.forges.tick()
 
     def nudge(self) -> None:
         """Run one reconcile as soon as possible (coalesced with any in flight)."""

@@ -200,6 +200,11 @@ class ProviderHealth:
     jobs_capped: Mapping[str, int] = dataclasses.field(default_factory=dict)
     #: Requests sent so far by budget class (``job_poll``, ``webhook``, ``registration``,
     #: ``activity``, ``sweep``) and calls skipped to keep budget for more urgent ones.
+    #: Requests one full job-poll round costs with the scopes as they are now (None: not
+    #: known yet), and the forge's request budget per minute: the daemon derives how often
+    #: it can poll from these (issue 15).
+    poll_cost: int | None = None
+    budget_per_minute: int | None = None
     requests_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)
     skipped_by_class: Mapping[str, int] = dataclasses.field(default_factory=dict)
 

@@ -785,7 +785,13 @@ SECTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "pickup": section_pickup,
     "burst": lambda tmp: {"burst50": burst(tmp)},
     "forge_cost": lambda tmp: {
-        "forge_cost": [forge_cost(tmp, k, n) for k in ("gitlab", "github") for n in (10, 100)]
+        # 100 scopes: a window of several budget-bound intervals (30 s and more since
+        # issue 15), so a round is not missed or counted twice by where the window falls
+        "forge_cost": [
+            forge_cost(tmp, k, n, 40 if n == 10 else 120)
+            for k in ("gitlab", "github")
+            for n in (10, 100)
+        ]
     },
     "footprint": lambda tmp: {"footprint": footprint(tmp)},
     "pickup_defaults": section_pickup_defaults,
@@ -794,6 +800,10 @@ SECTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     # GitLab requests/min by class with 10/50/100 busy runners (in-process, fake clock)
     "gitlab_budget": lambda tmp: {"gitlab_budget": asyncio.run(gitlab_budget.rows())},
 }
+
+
+#: Sections whose figures from before issue 15's poll schedule stay beside the new ones.
+BEFORE_KEPT = {"pickup_defaults": "pickup_defaults", "forge_cost": "forge_cost"}
 
 
 def main() -> int:
@@ -817,6 +827,11 @@ def main() -> int:
     results.setdefault("sections", {})
     with tempfile.TemporaryDirectory() as tmp_name:
         for name in only:
+            # issue 15: keep the figures measured before the per-forge poll schedule, to
+            # show beside the new ones (the first re-run after it keeps them; later ones too)
+            key = BEFORE_KEPT.get(name)
+            if key and key in results and f"{key}_before" not in results:
+                results[f"{key}_before"] = results[key]
             load_before = os.getloadavg()[0]
             started = time.monotonic()
             results.update(SECTIONS[name](Path(tmp_name)))
@@ -898,6 +913,9 @@ def render(r: dict[str, Any]) -> str:
         ]
     if "pickup_defaults" in r:
         d = r["pickup_defaults"]
+        before = {
+            row["kind"]: row for row in r.get("pickup_defaults_before", {}).get("rows", [])
+        }
         for row in d["rows"]:
             lines.append(
                 f"| same, default settings, no webhooks ({row['kind']}, {row['watched']} "
@@ -906,6 +924,14 @@ def render(r: dict[str, Any]) -> str:
                 f"one container: {d['baseline_create_start_s']} s | "
                 f"{row['ratio_to_baseline_p50']}× |"
             )
+            old = before.get(row["kind"])
+            if old and old is not row:
+                lines.append(
+                    f"| same, before the per-forge poll schedule (issue 15: fixed "
+                    f"{old['poll_interval_s']:g} s poll), p50 / p95 of {len(old['samples'])} | "
+                    f"{old['p50']} s / {old['p95']} s | new p50 above | "
+                    f"{round(old['p50'] / max(row['p50'], 1e-9), 1)}× slower |"
+                )
     if "burst50" in r and "file_delivery" in r["burst50"]:
         bu = r["burst50"]
         f, e = bu["file_delivery"], bu["env_delivery"]
@@ -1004,17 +1030,30 @@ def render(r: dict[str, Any]) -> str:
             "",
             "No jobs, default poll interval 15 s; GitLab budget 300 requests/min. Baseline: "
             "what polling every watched project (GitLab: 1 request) or repo (GitHub: 2, queued "
-            "and in_progress) every interval would cost.",
+            "and in_progress) every interval would cost. Since issue 15 each forge is polled "
+            "on a schedule derived from its budget (a third of it while idle, at most "
+            "POLL_INTERVAL unless the budget cannot pay for that), GitLab through GraphQL "
+            "(one request for up to 100 projects) and a quiet GitHub repository costs one "
+            "request; 'requests / reconcile' no longer means per poll (polls and reconciles "
+            "are apart). The 'before' column is the run before that change.",
             "",
-            "| forge | watched | requests / reconcile | poll-everything baseline / reconcile | requests / idle hour | rate limit used / idle hour | daemon CPU idle | daemon RSS |",
-            "|---|---|---|---|---|---|---|---|",
+            "| forge | watched | requests / reconcile | poll-everything baseline / reconcile | requests / idle hour | before issue 15's poll schedule / idle hour | rate limit used / idle hour | daemon CPU idle | daemon RSS |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
+        before = {(c["kind"], c["scopes"]): c for c in r.get("forge_cost_before", [])}
         for c in r["forge_cost"]:
             used = c.get("rate_limit_used_per_idle_hour", "n/a (GitLab has no hourly budget)")
             naive = c["scopes"] * (2 if c["kind"] == "github" else 1)
+            old = before.get((c["kind"], c["scopes"]))
+            was = (
+                f"{old['requests_per_idle_hour']} "
+                f"({round(c['requests_per_idle_hour'] / old['requests_per_idle_hour'], 2)}×)"
+                if old and old is not c and old["requests_per_idle_hour"]
+                else "-"
+            )
             lines.append(
                 f"| {c['kind']} | {c['scopes']} | {c['requests_per_reconcile']} | {naive} | "
-                f"{c['requests_per_idle_hour']} | {used} | {c['idle_cpu_percent']} % | "
+                f"{c['requests_per_idle_hour']} | {was} | {used} | {c['idle_cpu_percent']} % | "
                 f"{c['rss_mib']} MiB |"
             )
         gh100, gl100 = cost[("github", 100)], cost[("gitlab", 100)]

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -63,7 +64,14 @@ from providers.wire import header
 
 _QUEUED = "queued"
 _RUN_STATUSES = ("queued", "in_progress")  # an in_progress run can still hold queued jobs
-_POLL_COST = 2  # a quiet repository: queued runs + in-progress runs
+_POLL_COST = 2  # a full poll of a repository: queued runs + in-progress runs
+#: A quiet repository (its newest runs all completed) is asked one cheap question a round:
+#: are its newest runs still all completed? Any new run of any status is among the newest,
+#: so one request sees it; only then is it polled in full (issue 15: half the idle cost).
+_PROBE_RUNS = 10
+#: A re-run of an older run does not become one of the newest: a quiet repository is
+#: still polled in full this often (seconds), as a safety net.
+_QUIET_FULL_EVERY_S = 300.0
 
 
 class GitHubProvider:
@@ -106,6 +114,8 @@ class GitHubProvider:
         self._pace_note = ""
         self._org_repos: dict[str, tuple[float, list[str]]] = {}
         self._capped: dict[str, int] = {}  # written from worker threads, one key each
+        self._busy: set[str] = set()  # repositories whose last look found runs not completed
+        self._full_at: dict[str, float] = {}  # repository -> last full poll (clock)
 
     # ------------------------------------------------------------------ runners
 
@@ -170,10 +180,29 @@ class GitHubProvider:
                     names.append(str(repo.get("full_name")))
         return names
 
+    def _quiet_now(self, repo: str) -> bool:
+        """One request: are the repository's newest runs all completed (nothing can be
+        queued, but for a re-run of an older run, which the periodic full poll sees)?"""
+        if repo in self._busy or repo not in self._full_at:
+            return False
+        if self._clock() - self._full_at[repo] >= _QUIET_FULL_EVERY_S:
+            return False
+        page = self._client.json(
+            "GET", f"/repos/{repo}/actions/runs", {"per_page": str(_PROBE_RUNS)}
+        )
+        return all(run.get("status") == "completed" for run in items(page, "workflow_runs"))
+
     def _poll_repo(self, repo: str) -> list[PendingJob]:
         """Queued jobs of one repository (runs queued or in progress, then their jobs), at
-        most ``max_jobs_per_scope`` of them."""
+        most ``max_jobs_per_scope`` of them; a quiet repository costs one request."""
+        if self._quiet_now(repo):
+            self._capped.pop(repo, None)
+            return []
+        return self._poll_repo_fully(repo)
+
+    def _poll_repo_fully(self, repo: str) -> list[PendingJob]:
         cap = max(1, self._options.max_jobs_per_scope)
+        self._full_at[repo] = self._clock()
         found: dict[str, PendingJob] = {}
         seen_runs: set[int] = set()
         for status in _RUN_STATUSES:
@@ -193,9 +222,20 @@ class GitHubProvider:
                                 found[pending.id] = pending
                         if len(found) > cap:  # issue 12.8: never read a huge backlog whole
                             self._capped[repo] = cap
+                            self._busy.add(repo)
                             return list(found.values())[:cap]
         self._capped.pop(repo, None)
+        if seen_runs:
+            self._busy.add(repo)
+        else:
+            self._busy.discard(repo)
         return list(found.values())
+
+    def _round_cost(self, repos: Sequence[str]) -> int:
+        """Requests one round of these repositories costs now: a full poll for busy ones
+        (and ones never polled), the one-request probe for quiet ones."""
+        full = sum(1 for r in repos if r in self._busy or r not in self._full_at)
+        return _POLL_COST * full + (len(repos) - full)
 
     async def pending_jobs(self) -> Sequence[PendingJob]:
         """Every queued job in the configured scopes (jobs, not runs).
@@ -219,16 +259,17 @@ class GitHubProvider:
         async def poll_one(repo: str) -> list[PendingJob]:
             return await self._client.call(Priority.JOB_POLL, lambda: self._poll_repo(repo))
 
+        cost = math.ceil(self._round_cost(repos) / max(1, len(repos)))
         done = await poll_scopes(
             self._book,
             repos,
             poll_one,
             self._client.budget,
-            cost_per_scope=_POLL_COST,
+            cost_per_scope=cost,
             verify_identity=self._verify_identity,
         )
         self._paced, self._pace_note = pacing(
-            done, self._client.budget, "repositories", _POLL_COST, self._options.poll_interval_s
+            done, self._client.budget, "repositories", cost, self._options.poll_interval_s
         )
         self._last_poll = now
         return self._book.jobs(repos)
@@ -310,8 +351,10 @@ class GitHubProvider:
         if wait > 0:
             notes.append(f"rate limited for another {wait:.0f}s")
         errors = self._book.errors()
-        if errors:
-            notes.append("skipped repositories: " + ", ".join(sorted(errors)))
+        if errors:  # all of them are in scope_errors; the note names a bounded few
+            named = sorted(errors)[:5]
+            more = f" and {len(errors) - len(named)} more" if len(errors) > len(named) else ""
+            notes.append("skipped repositories: " + ", ".join(named) + more)
         return ProviderHealth(
             rate_limit_remaining=rate.remaining,
             rate_limit_limit=rate.limit,
@@ -321,6 +364,8 @@ class GitHubProvider:
             scope_errors=errors,
             demand_age_s=self._book.demand_age(),
             jobs_capped=dict(self._capped),
+            poll_cost=self._round_cost(list(self._book.labels)) if self._book.labels else None,
+            budget_per_minute=self._options.requests_per_minute,
             requests_by_class={p.name.lower(): n for p, n in self._client.budget.sent.items()},
             skipped_by_class={p.name.lower(): n for p, n in self._client.budget.skipped.items()},
         )

@@ -92,6 +92,14 @@ class GraphQLPoll:
     def usable(self) -> bool:
         return self._clock() >= self._refused_until
 
+    @staticmethod
+    def requests_for(keys: Sequence[str]) -> int:
+        """GraphQL requests one round of these projects costs (ids and paths batch apart)."""
+        ids = sum(1 for k in keys if k.isdigit())
+        return max(
+            math.ceil(ids / IDS_PER_REQUEST), math.ceil((len(keys) - ids) / PATHS_PER_REQUEST)
+        )
+
     async def poll(
         self, projects: Sequence[Project], budget: Budget
     ) -> tuple[dict[str, list[PendingJob]], set[str]]:

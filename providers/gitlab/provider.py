@@ -91,6 +91,7 @@ class GitLabProvider:
         self._book = ScopeBook(clock)
         self._note = ""
         self._stretched: float | None = None
+        self._poll_cost: int | None = None
         self._instance_result: list[PendingJob] | None = None
         self._instance_at: float | None = None
         self._group_projects: list[Project] = []
@@ -184,6 +185,7 @@ class GitLabProvider:
                     raise
                 jobs = []  # GraphQL refused the query: poll the configured scopes instead
             if jobs or not has_scopes:
+                self._poll_cost = 1
                 return jobs
         return await self._poll_projects()
 
@@ -244,6 +246,10 @@ class GitLabProvider:
             only=only,
         )
         self._stretched, self._note = pacing(done, self._client.budget, "projects")
+        if self._graphql is not None and only is not None:
+            self._poll_cost = self._graphql.requests_for(keys) + len(only)
+        else:
+            self._poll_cost = len(keys)
         if self._graphql is not None and self._graphql.note:
             self._note = "; ".join(n for n in (self._note, self._graphql.note) if n)
         return self._book.jobs(keys)
@@ -327,6 +333,8 @@ class GitLabProvider:
             scope_errors=self._book.errors(),
             demand_age_s=self._demand_age(),
             jobs_capped=dict(self._capped),
+            poll_cost=self._poll_cost,
+            budget_per_minute=self._options.requests_per_minute,
             requests_by_class={p.name.lower(): n for p, n in self._client.budget.sent.items()},
             skipped_by_class={p.name.lower(): n for p, n in self._client.budget.skipped.items()},
         )

@@ -169,7 +169,7 @@ async def test_github_secondary_pacing_counts_304s() -> None:
     await provider.pending_jobs()
     sent = provider.health().requests_by_class["job_poll"]
     responses.replace(responses.GET, f"{GH}/repos/octo/app/actions/runs", status=304)
-    clock.now += 60  # a fresh minute
+    clock.now += 300  # a fresh minute, and a full poll of the quiet repository is due
     await provider.pending_jobs()
     assert responses.calls[-1].request.headers["If-None-Match"] == '"v1"'
     assert provider.health().requests_by_class["job_poll"] == sent + 2

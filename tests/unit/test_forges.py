@@ -154,6 +154,7 @@ async def test_webhook_hints_are_one_bounded_layer_superseded_by_a_poll_that_rea
     assert "github:x1" in tracker.forges["github"].hints
     # A later poll that read "group/project" (it lists another job there) supersedes them.
     two.world.add_job("github", ["docker"])
+    two.clock.advance(15)  # deliveries arrive: the poll is a safety net, due after 15 s
     await tracker.poll()
     hints = tracker.forges["github"].hints
     assert list(hints) == ["github:x1"]
