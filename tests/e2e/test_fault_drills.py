@@ -279,13 +279,13 @@ def test_retry_after_drill_absurd_waits_are_clamped_and_the_other_forge_is_serve
                 assert paused_until <= datetime.now(UTC) + timedelta(seconds=7), forge
                 served = other_sim.add_job("1", ["docker", "well"], duration=1)
                 wait_for(
-                    lambda j=served: job_status(other_sim, j) == "success",  # type: ignore[misc]
+                    lambda j=served: job_status(other_sim, j) == "success",
                     60,
                     "the healthy forge's job runs while the other is paused",
                 )
                 waiting = gitlab_sim.add_job("1", ["docker", "sick"], duration=1)
                 wait_for(
-                    lambda j=waiting: job_status(gitlab_sim, j) == "success",  # type: ignore[misc]
+                    lambda j=waiting: job_status(gitlab_sim, j) == "success",
                     60,
                     "the paused forge resumes (fault over, clamp passed) and is served",
                     describe=lambda: forge_status(daemon, "sick"),
