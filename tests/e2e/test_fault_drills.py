@@ -236,7 +236,7 @@ def test_budget_drill_busy_runners_never_starve_the_job_poll(
             assert ready == 200, body
             # Seen by the first or second poll after it appeared (+1: one may be in flight).
             assert seen_at - added_at <= 3, (added_at, seen_at)
-            # Every reconcile polled (GraphQL: one request for the project); the activity
+            # Every reconcile polled (GraphQL, then REST where it cannot vouch); the activity
             # checks of 22 runners did not crowd it out.
             assert polls >= reconciles * 0.8, (polls, reconciles)
             assert activity <= polls, (polls, activity)  # was 516 vs 9 (12 runners, 2 min)
