@@ -384,3 +384,42 @@ def test_forbidden_scope_drill_one_refusing_project_skips_only_itself(
             wait_for(lambda: not containers(instance), 60, "every runner gone")
         finally:
             daemon.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (core): the reconcile awaits every forge's runner-activity check "
+    "before any forge's job poll, so one forge trickling on its runner endpoints delays "
+    "every forge by up to FORGE_CALL_TIMEOUT",
+)
+def test_trickle_drill_a_forge_trickling_its_runner_checks_delays_no_other_forge(
+    gitlab_sim: Sim, other_sim: Sim, instance: str, tmp_path: Path
+) -> None:
+    """Forge "sick" has a busy runner and trickles its runner endpoints (the activity
+    checks, not the job poll). Promise (issue 11.3): one forge's trouble never delays
+    another forge: reconciles keep their 2 s pace and forge "well" is served."""
+    config = two_gitlabs(gitlab_sim, other_sim)
+    with no_leaks(instance):
+        daemon = Daemon(
+            tmp_path,
+            instance,
+            config,
+            env={"FORGE_CALL_TIMEOUT": "20", "SHUTDOWN_MODE": "drain", "SHUTDOWN_TIMEOUT": "3"},
+        )
+        try:
+            busy = gitlab_sim.add_job("1", ["docker", "sick"], duration=90)
+            wait_for(lambda: job_status(gitlab_sim, busy) == "running", 60, "sick's runner busy")
+            add_fault(gitlab_sim, "trickle", interval=2, seconds=60, match="^/api/v4/runners")
+            time.sleep(3)  # the next activity check is trickling now
+            started = daemon.status()["reconcile"]["count"]
+            served = other_sim.add_job("1", ["docker", "well"], duration=1)
+            wait_for(
+                lambda: job_status(other_sim, served) != "pending",
+                12,
+                "the other forge's job is taken while sick's runner checks trickle",
+                describe=lambda: reconcile_log(daemon, 3),
+            )
+            assert daemon.status()["reconcile"]["count"] - started >= 3
+        finally:
+            http("DELETE", f"{gitlab_sim.url}/_sim/faults")
+            daemon.stop()
