@@ -6,7 +6,10 @@ Drills: the spawn storm; GitLab budget starvation with 20+ busy runners; absurd
 trickles one byte every few seconds; a project that answers 403 on its job list. Each
 runs the daemon as a process against forgesim processes, with real containers, and ends
 with :func:`no_leaks`. Bounds, not stopwatches: "seen within about two intervals" is
-counted in reconciles, and every wait has a timeout.
+counted in reconciles, and every wait has a timeout. One drill is a strict xfail: a
+forge trickling on its runner endpoints (activity checks) still holds every reconcile,
+so every other forge, for up to FORGE_CALL_TIMEOUT (a known gap, left to the reconcile's
+owner).
 """
 
 from __future__ import annotations
