@@ -32,6 +32,7 @@ removed at the end; only loopback and the local engine are touched):
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -56,6 +57,7 @@ import docker  # noqa: E402
 
 from orchestrator.models import ForgeKind, Job, PoolSpec, Runner, RunnerState  # noqa: E402
 from orchestrator.planner import compute_plan  # noqa: E402
+from scripts import gitlab_budget  # noqa: E402
 from tests.e2e.harness import (  # noqa: E402
     GH_TOKEN,
     SIM_TOKEN,
@@ -661,8 +663,9 @@ def swarm_pickup(tmp: Path, n: int = 10) -> dict[str, Any]:
             sim,
             [pool("p", ["docker"])],
             poll_interval=120,
-            docker_hosts=[{"name": "cluster", "url": "unix:///var/run/docker.sock",
-                           "mode": "swarm"}],
+            docker_hosts=[
+                {"name": "cluster", "url": "unix:///var/run/docker.sock", "mode": "swarm"}
+            ],
         )
         config["forges"][0]["webhook_secret"] = "hook-secret"
         daemon = Daemon(tmp, instance, config, env={"SHUTDOWN_MODE": "drain"})
@@ -680,10 +683,20 @@ def swarm_pickup(tmp: Path, n: int = 10) -> dict[str, Any]:
 
         def queue() -> str:
             job = sim.add_job("1", ["docker"], 1)
-            hook = {"object_kind": "build", "build_id": int(job), "build_status": "pending",
-                    "project_id": 1, "project_name": "sim / app", "runner": None}
-            http("POST", f"{daemon.url}/webhooks/gitlab", hook,
-                 headers={"X-Gitlab-Token": "hook-secret", "X-Gitlab-Event": "Job Hook"})
+            hook = {
+                "object_kind": "build",
+                "build_id": int(job),
+                "build_status": "pending",
+                "project_id": 1,
+                "project_name": "sim / app",
+                "runner": None,
+            }
+            http(
+                "POST",
+                f"{daemon.url}/webhooks/gitlab",
+                hook,
+                headers={"X-Gitlab-Token": "hook-secret", "X-Gitlab-Event": "Job Hook"},
+            )
             return job
 
         ours = []
@@ -694,8 +707,9 @@ def swarm_pickup(tmp: Path, n: int = 10) -> dict[str, Any]:
                 wait_for(lambda: tasks_running() > 0, 60, "runner task running", 0.02)
                 ours.append(time.monotonic() - started)
                 wait_for(
-                    lambda j=job: any(str(x["id"]) == j and x["status"] == "success"
-                                      for x in sim.jobs()),
+                    lambda j=job: any(
+                        str(x["id"]) == j and x["status"] == "success" for x in sim.jobs()
+                    ),
                     60,
                     "job done",
                 )
@@ -708,10 +722,16 @@ def swarm_pickup(tmp: Path, n: int = 10) -> dict[str, Any]:
     finally:
         support.release()
     return {
-        "swarm_pickup_webhook_s": {"p50": pct(ours, 0.5), "p95": pct(ours, 0.95),
-                                   "samples": [round(x, 3) for x in ours]},
-        "raw_service_create_to_running_s": {"p50": pct(raw, 0.5), "p95": pct(raw, 0.95),
-                                            "samples": [round(x, 3) for x in raw]},
+        "swarm_pickup_webhook_s": {
+            "p50": pct(ours, 0.5),
+            "p95": pct(ours, 0.95),
+            "samples": [round(x, 3) for x in ours],
+        },
+        "raw_service_create_to_running_s": {
+            "p50": pct(raw, 0.5),
+            "p95": pct(raw, 0.95),
+            "samples": [round(x, 3) for x in raw],
+        },
         "ratio_p50": round(pct(ours, 0.5) / pct(raw, 0.5), 2),
         "docker_server": client.info().get("ServerVersion"),
     }
@@ -779,6 +799,8 @@ SECTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "pickup_defaults": section_pickup_defaults,
     # job queued -> task running on the Swarm runtime beside raw `docker service create`
     "swarm": lambda tmp: {"swarm_pickup": swarm_pickup(tmp)},
+    # GitLab requests/min by class with 10/50/100 busy runners (in-process, fake clock)
+    "gitlab_budget": lambda tmp: {"gitlab_budget": asyncio.run(gitlab_budget.rows())},
 }
 
 
@@ -1064,6 +1086,8 @@ def render(r: dict[str, Any]) -> str:
             f"| daemon, Swarm runtime | {ours['p50']} | {ours['p95']} | {sw['ratio_p50']} |",
             f"| raw service create | {raw['p50']} | {raw['p95']} | 1 |",
         ]
+    if "gitlab_budget" in r:
+        lines += gitlab_budget.section(r["gitlab_budget"])
     lines += [
         "",
         "### Notes",

@@ -24,8 +24,9 @@ Limits as ``GitlabSchema``: ``first`` is capped at 100 (``default_max_page_size`
 complexity at 250 for users and 300 for admins, depth at 20. Complexity is computed as
 ``Types::BaseField``: 1 per field plus children; a resolver field adds 1 and then
 ``limit * 1%`` of itself (100 items double it). A project the ``forbidden`` fault refuses
-answers ``jobs: null`` with GitLab's resource-not-available error. Anything outside this
-subset is a GraphQL error (``undefinedField``...), never a silent guess.
+answers ``jobs: null`` and ``pipelines: null`` (CI/CD disabled takes both) with GitLab's
+resource-not-available error. Anything outside this subset is a GraphQL error
+(``undefinedField``...), never a silent guess.
 """
 
 from __future__ import annotations
@@ -203,14 +204,17 @@ def resolve_field(ctx: Context, type_name: str, parent: Any, field: gql_parse.Fi
 def _project_list(ctx: Context, project: Project, field: gql_parse.Field, args: JSON) -> Any:
     sim = ctx.sim
     mine = [j for j in sim.jobs.values() if j.project_id == project.id]
+    refused = sim.faults.active("forbidden", "GET", f"/api/v4/projects/{project.id}/jobs")
     if field.name == "pipelines":
+        if refused:  # CI/CD disabled: ProjectPolicy prevents :read_pipeline with :read_build
+            raise QueryError(NOT_AVAILABLE, field)
         wanted = _statuses(args, "status") or _statuses(args, "scope")
         pipelines = [p for p in pipelines_of(mine) if wanted is None or p.status in wanted]
         return _connection(pipelines, args)
     ctx.calls["Project.jobs"] = ctx.calls.get("Project.jobs", 0) + 1
     if ctx.calls["Project.jobs"] > 1:  # Gitlab::Graphql::Limit::FieldCallCount, limit: 1
         raise QueryError('"jobs" field can be requested only for 1 Project(s) at a time.', field)
-    if sim.faults.active("forbidden", "GET", f"/api/v4/projects/{project.id}/jobs"):
+    if refused:
         raise QueryError(NOT_AVAILABLE, field)  # authorize :read_build fails
     return _jobs(mine, args)
 
