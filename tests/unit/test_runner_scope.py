@@ -15,6 +15,7 @@ from orchestrator.metrics import Metrics
 from orchestrator.models import ForgeKind, Job, PoolSpec
 from orchestrator.planner import compute_plan
 from orchestrator.reconciler import Reconciler
+from orchestrator.snapshot import runner_json
 from orchestrator.state import Journal
 from providers.base import PendingJob, Registration, RunnerRequest
 from tests.conftest import Clock
@@ -68,6 +69,12 @@ async def test_each_runner_request_carries_the_scope_of_the_job_it_is_for(
 
     assert (await reconciler.run_once()).created == 2
     assert sorted(r.scope for r in forge.requests) == ["group/app", "group/lib"]
+    # ... and is journalled with it (the planner holds the runner to it; /runners shows it).
+    assert sorted(r.scope for r in reconciler.journal.active()) == ["group/app", "group/lib"]
+    assert sorted(runner_json(r)["scope"] for r in reconciler.journal.active()) == [
+        "group/app",
+        "group/lib",
+    ]
 
 
 def test_the_plan_names_the_scope_of_every_job_it_creates_a_runner_for() -> None:
@@ -133,9 +140,18 @@ def test_one_runner_scope_keeps_warm_and_reusable_runners(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _env(monkeypatch, **GITHUB, GITHUB_ORG="acme", MIN_RUNNERS="1", RUNNER_EPHEMERAL="false")
-    assert load_settings().pool_specs()[0].min_idle == 1  # the org runner serves both
+    spec = load_settings().pool_specs()[0]
+    assert (spec.min_idle, spec.scope_bound) == (1, False)  # the org runner serves both
     _env(monkeypatch, **{**GITHUB, "GITHUB_REPO": "acme/app"}, MIN_RUNNERS="1")
-    assert load_settings().pool_specs()[0].min_idle == 1
+    spec = load_settings().pool_specs()[0]
+    assert (spec.min_idle, spec.scope_bound) == (1, False)
+
+
+def test_runners_of_several_repositories_are_scope_bound_in_the_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(monkeypatch, **GITHUB)
+    assert load_settings().pool_specs()[0].scope_bound
 
 
 def test_several_gitlab_projects_refuse_warm_runners_unless_one_group_serves_them(
