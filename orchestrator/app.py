@@ -96,12 +96,12 @@ def build_providers(
 
 
 def build_runtime(settings: Settings, instance_id: str) -> ContainerRuntime:
-    """The Docker runtime over the configured hosts (or DOCKER_HOST)."""
+    """The runtime over the configured hosts (or DOCKER_HOST), per endpoint ``mode``."""
     from orchestrator.config import DockerHostConfig
-    from orchestrator.runtime.docker_engine import DockerRuntime
+    from orchestrator.runtime.composite import build_runtime as build
 
     hosts = settings.docker_hosts or [DockerHostConfig(name="local", url=settings.docker_host)]
-    return DockerRuntime(
+    return build(
         instance_id,
         hosts,
         network_name=settings.network_name,

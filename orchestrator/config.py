@@ -341,6 +341,18 @@ class PoolConfig(_Model):
     volumes and tmpfs."""
     hosts: list[str] = []
     """Docker host names this pool may use; empty = any that fits."""
+    constraints: list[str] = []
+    """Swarm placement constraints added to this pool's services (``node.labels.ssd==true``);
+    only for pools placed on ``mode: swarm`` endpoints."""
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]+\s*(==|!=)\s*\S+", item):
+                # The value is not echoed: config errors never show input (it may be a secret).
+                raise ValueError("not a constraint like node.labels.ssd==true")
+        return value
 
     @field_validator("env")
     @classmethod
@@ -388,6 +400,16 @@ class DockerHostConfig(_Model):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_verify: bool = True
+    mode: Literal["container", "swarm"] = "container"
+    """``container``: the daemon places plain containers here; ``swarm``: the endpoint is a
+    Swarm manager and the engine places one service per runner on its nodes (arch and GPUs
+    then come from the nodes, not from ``arch``/``gpus``)."""
+
+    @model_validator(mode="after")
+    def _swarm_fields(self) -> DockerHostConfig:
+        if self.mode == "swarm" and self.gpus:
+            raise ValueError("gpus: not used with mode swarm (nodes advertise GPUs themselves)")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -648,6 +670,7 @@ class Settings(BaseSettings):
                         f"pools[{index}].hosts[{h}]: no docker host of that name "
                         f"(have {shown_all(host_names)})"
                     )
+            problems += self._check_swarm(pool, index)
         if self.management_enabled and not (
             self.management_token and self.management_token.get_secret_value()
         ):
@@ -750,6 +773,27 @@ class Settings(BaseSettings):
         if pool.forge not in names:
             return pool, (f"pools[{index}].forge: no forge of that name (have {shown_all(names)})")
         return pool, ""
+
+    def _check_swarm(self, pool: PoolConfig, index: int) -> list[str]:
+        """What a pool that may land on a Swarm endpoint asks and Swarm cannot do."""
+        where = f"pools[{index}]"
+        swarm = {h.name for h in self.docker_hosts if h.mode == "swarm"}
+        on_swarm = bool(swarm & set(pool.hosts)) if pool.hosts else bool(swarm)
+        if not on_swarm:
+            if pool.constraints:
+                return [f"{where}.constraints: only for pools on mode: swarm hosts"]
+            return []
+        problems = []
+        if pool.privileged:
+            problems.append(f"{where}.privileged: Swarm services cannot run privileged")
+        if pool.gpu == "all":
+            problems.append(
+                f"{where}.gpu: 'all' cannot be expressed on Swarm (it reserves a count of "
+                "the nodes' generic resources); give a count"
+            )
+        if pool.network == "none":
+            problems.append(f"{where}.network: Swarm has no 'none' network for services")
+        return problems
 
     # --- views used by the rest of the daemon ----------------------------------------------
 

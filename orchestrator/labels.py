@@ -10,10 +10,16 @@ to one.
 
 The *most specific* pool wins: among pools whose labels cover the job's, the one with
 the fewest labels the job did not ask for; ties go to the pool listed first in config.
+
+:func:`match_pool` is the definition, written to be read: it recomputes every pool's
+labels for the job it is given. The planner matches thousands of jobs against the same
+pools each reconcile, so it uses :class:`PoolMatcher`, which folds each pool's labels
+once and answers each distinct (forge, tag set) once; a property test holds the two equal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 from orchestrator.models import DEFAULT_PLATFORM, ForgeKind, Job, PoolSpec
@@ -107,6 +113,82 @@ def match_pool(job: Job, pools: Sequence[PoolSpec]) -> PoolSpec | None:
             if best is None or score < best:
                 best, chosen = score, pool
     return chosen
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Match:
+    """Where a job goes: its pool and the platform its runner runs on, or why nowhere."""
+
+    pool: PoolSpec | None
+    platform: str = ""
+    why: str = ""  # set when ``pool`` is None: the operator-facing sentence
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Offer:
+    """One (pool, platform) a job may land on, with its labels compared the forge's way."""
+
+    order: int
+    pool: PoolSpec
+    platform: str
+    have: frozenset[str]  # GitHub: folded labels; GitLab: tags as registered
+    github: bool
+
+
+class PoolMatcher:
+    """:func:`match_pool` for many jobs against one pool list.
+
+    Built once per plan: every pool's registered labels are computed and folded here,
+    not once per job, and the answer for a (forge, tag set) is remembered because the
+    jobs of a reconcile share few distinct tag sets. The memo lives as long as the
+    matcher, i.e. one plan, so it is bounded by that plan's jobs.
+    """
+
+    def __init__(self, pools: Sequence[PoolSpec]) -> None:
+        self._pools = tuple(pools)
+        self._offers: dict[str, list[_Offer]] = {}
+        for order, pool in enumerate(self._pools):
+            github = pool.forge_kind is ForgeKind.GITHUB
+            for platform in _platforms(pool):
+                offered = pool_labels(pool, platform)
+                have = frozenset(_github_fold(t) for t in offered) if github else frozenset(offered)
+                offer = _Offer(order, pool, platform, have, github)
+                self._offers.setdefault(pool.forge, []).append(offer)
+        self._memo: dict[str, dict[frozenset[str], Match]] = {}
+
+    def match(self, job: Job) -> Match:
+        """The job's pool and runner platform, exactly as :func:`match_pool` and
+        :func:`job_platform` would say, or the :func:`why_unmatched` sentence."""
+        per_forge = self._memo.get(job.forge)
+        if per_forge is None:
+            per_forge = self._memo[job.forge] = {}
+        found = per_forge.get(job.tags)
+        if found is None:
+            found = per_forge[job.tags] = self._resolve(job)
+        return found
+
+    def _resolve(self, job: Job) -> Match:
+        wanted = platform_from_tags(job.tags)
+        folded = frozenset(_github_fold(t) for t in job.tags)
+        best: tuple[int, int] | None = None
+        chosen: PoolSpec | None = None
+        for offer in self._offers.get(job.forge, ()):
+            if wanted is not None and offer.platform != wanted:
+                continue
+            if offer.github:
+                want = folded
+            else:
+                if not job.tags and not offer.pool.run_untagged:
+                    continue
+                want = job.tags
+            if not want <= offer.have:
+                continue
+            score = (len(offer.have) - len(want), offer.order)
+            if best is None or score < best:
+                best, chosen = score, offer.pool
+        if chosen is None:
+            return Match(None, why=why_unmatched(job, self._pools))
+        return Match(chosen, job_platform(job, chosen))
 
 
 def why_unmatched(job: Job, pools: Sequence[PoolSpec]) -> str:

@@ -2,7 +2,9 @@
 
 Rules, in the order they are applied:
 
-1. Every pending job is matched to the most specific pool (:mod:`orchestrator.labels`).
+1. Every pending job is matched to the most specific pool (:mod:`orchestrator.labels`;
+   one :class:`~orchestrator.labels.PoolMatcher` per plan, so the cost grows with the
+   number of jobs, not jobs times pools).
    A job no pool serves gets ``no_matching_pool``; a job of a paused forge gets
    ``forge_paused``; a job whose pool cannot place containers gets ``pool_unavailable``.
 2. Jobs are served oldest first. A job is covered by a *free* runner of its pool and
@@ -30,7 +32,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from orchestrator.labels import job_platform, match_pool, why_unmatched
+from orchestrator.labels import PoolMatcher
 from orchestrator.models import (
     ACTIVE_STATES,
     DEFAULT_PLATFORM,
@@ -113,22 +115,27 @@ def compute_plan(
     waiting: list[WaitingJob] = []
     demand: Counter[Slot] = Counter()
 
+    matcher = PoolMatcher(pools)
     for job in sorted(jobs, key=lambda j: (j.created_at, j.key)):
-        pool = match_pool(job, pools)
+        match = matcher.match(job)
+        pool = match.pool
         if pool is None:
-            waiting.append(
-                WaitingJob(job, None, WaitReason.NO_MATCHING_POOL, why_unmatched(job, pools))
-            )
+            waiting.append(WaitingJob(job, None, WaitReason.NO_MATCHING_POOL, match.why))
             continue
         if pool.forge in paused:
             waiting.append(WaitingJob(job, pool.name, WaitReason.FORGE_PAUSED, paused[pool.forge]))
             continue
-        bucket = (pool.name, job_platform(job, pool))
-        scope = job.scope if pool.scope_bound else ""
-        demand[(*bucket, scope)] += 1
-        # A runner of the job's own scope first, then one that serves any scope.
-        slot = next((s for s in ((*bucket, scope), (*bucket, "")) if free[s] > 0), None)
-        if slot is not None:
+        bucket = (pool.name, match.platform)
+        slot = (pool.name, match.platform, "")  # served by a runner of any scope
+        if pool.scope_bound:
+            # A runner of the job's own scope first, then one that serves any scope.
+            own = (pool.name, match.platform, job.scope)
+            demand[own] += 1
+            if free[own] > 0:
+                slot = own
+        else:
+            demand[slot] += 1
+        if free[slot] > 0:
             free[slot] -= 1
             waiting.append(WaitingJob(job, pool.name, WaitReason.RUNNER_STARTING))
             continue

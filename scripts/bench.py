@@ -4,31 +4,48 @@
 Not a test: it measures and writes. Run from the repo root on a machine with a Docker
 Engine and the test runner image (``make test-image``)::
 
-    python scripts/bench.py            # writes docs/benchmarks.json and docs/benchmarks.md
+    python scripts/bench.py                    # every section; writes docs/benchmarks.{json,md}
+    python scripts/bench.py --only planner,burst   # some sections, merged into the saved JSON
+    python scripts/bench.py --render           # rewrite the page from the saved JSON
+    python scripts/bench.py --no-build ...     # use the test image as it is (shared engine)
 
-What it measures:
+Sections (each bounded in count and time; containers, networks and daemons they start are
+removed at the end; only loopback and the local engine are touched):
 
-* job queued -> runner container running, p50/p95, in poll mode (POLL_INTERVAL=2 s) and in
-  webhook mode (GitHub workflow_job, POLL_INTERVAL=120 s), against the raw cost of
-  creating and starting one container of the same image with the docker SDK;
-* a burst of 50 queued jobs -> all 50 runner containers running, against creating and
-  starting 50 such containers directly with the SDK (8 at a time, the daemon's default
-  spawn concurrency);
-* forge requests per reconcile and per idle hour for 10 and 100 watched projects/repos;
-* the daemon's RSS and CPU while idle.
+* ``pickup``: job queued -> runner container running, p50/p95, in poll mode
+  (POLL_INTERVAL=2 s) and in webhook mode (GitHub workflow_job, POLL_INTERVAL=120 s),
+  against the raw cost of creating and starting one container of the same image;
+* ``pickup_defaults``: the same with default settings and no webhooks (15 s poll),
+  10 watched projects/repos: today's behaviour for a homelab behind NAT;
+* ``burst``: 50 queued jobs -> 50 runner containers running, against creating and
+  starting 50 such containers directly with the SDK, 8 at a time; rounds interleaved
+  (daemon, raw, daemon, raw, ...) and medians reported, because the machine may be
+  shared. The daemon runs under ``scripts/bench_probe.py``, which times each phase;
+* ``planner``: :func:`orchestrator.planner.compute_plan` for 1k/10k/100k jobs x 1,000
+  runners x 20 pools, against the per-job matching it replaced
+  (``tests/reference_planner.py``), same inputs, same run;
+* ``forge_cost``: forge requests per reconcile and per idle hour for 10 and 100 watched
+  projects/repos, with the daemon's RSS and CPU while idle;
+* ``footprint``: the daemon's RSS and CPU watching 100 GitLab projects and 100 GitHub
+  repos at once, against the same daemon watching one of each.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import platform
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +54,14 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
+from orchestrator.models import ForgeKind, Job, PoolSpec, Runner, RunnerState  # noqa: E402
+from orchestrator.planner import compute_plan  # noqa: E402
 from tests.e2e.harness import (  # noqa: E402
     GH_TOKEN,
     SIM_TOKEN,
     TEST_IMAGE,
     Daemon,
+    Process,
     Sim,
     cleanup_instance,
     github_config,
@@ -50,6 +70,7 @@ from tests.e2e.harness import (  # noqa: E402
     pool,
     wait_for,
 )
+from tests.reference_planner import reference_plan  # noqa: E402
 
 BENCH_LABEL = {"io.runner-orchestrator.bench": "true"}
 client = docker.from_env()
@@ -87,8 +108,12 @@ def baseline_one(n: int = 10) -> list[float]:
     return times
 
 
-def baseline_burst(n: int = 50, concurrency: int = 8) -> float:
+def baseline_burst(n: int = 50, concurrency: int = 8) -> dict[str, Any]:
+    """Raw SDK: create + start n containers, ``concurrency`` at a time; per-call times too."""
+    calls: dict[str, list[float]] = {"docker create": [], "docker start": []}
+
     def one(_: int) -> str:
+        t0 = time.monotonic()
         c = client.containers.create(
             TEST_IMAGE,
             command=["sleep", "60"],
@@ -96,7 +121,10 @@ def baseline_burst(n: int = 50, concurrency: int = 8) -> float:
             network_mode="host",
             entrypoint=[],
         )
+        t1 = time.monotonic()
         c.start()
+        calls["docker create"].append(t1 - t0)  # includes the SDK's inspect after create
+        calls["docker start"].append(time.monotonic() - t1)
         return str(c.id)
 
     started = time.monotonic()
@@ -105,7 +133,151 @@ def baseline_burst(n: int = 50, concurrency: int = 8) -> float:
     elapsed = time.monotonic() - started
     for cid in ids:
         client.containers.get(cid).remove(force=True)
-    return elapsed
+    return {"total_s": elapsed, "calls": calls}
+
+
+class ProbedDaemon(Daemon):
+    """The daemon run under ``scripts/bench_probe.py``: same code, plus phase timers."""
+
+    def __init__(self, tmp: Path, instance: str, config: dict[str, Any]) -> None:
+        self.probe_out = tmp / f"probe-{instance}.json"
+        super().__init__(tmp, instance, config, env={"BENCH_PROBE_OUT": str(self.probe_out)})
+
+    def start(self) -> None:
+        argv = [sys.executable, str(ROOT / "scripts" / "bench_probe.py")]
+        self.process = Process(f"daemon-{self.instance}", argv, self.env)
+        wait_for(self._healthy, 30, "daemon /health")
+
+    def probe(self) -> dict[str, Any]:
+        return dict(json.loads(self.probe_out.read_text()))
+
+
+def burst_daemon(tmp: Path, instance: str, n: int = 50, delivery: str = "file") -> dict[str, Any]:
+    """One burst: n jobs queued at once -> n containers running, with the phase timers."""
+    sim = Sim("gitlab", SIM_TOKEN)
+    config = gitlab_config(
+        sim,
+        [pool("p", ["docker"], max_runners=n)],
+        poll_interval=2,
+        max_runners=n,
+        credential_delivery=delivery,
+    )
+    daemon = ProbedDaemon(tmp, instance, config)
+    try:
+        time.sleep(1)
+        queued = time.time()
+        for _ in range(n):
+            sim.add_job("1", ["docker"], 60)
+        wait_for(lambda: running(instance) >= n, 300, f"{n} running containers", 0.05)
+        done = time.time()
+        # the probe writes its records when the reconcile that spawned them ends (if
+        # the hook points moved, fewer phases are timed: the totals stay right)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: _probe_spawns(daemon) >= n, 30, "probe records", 0.1)
+        probe = daemon.probe() if daemon.probe_out.exists() else {"spans": [], "polls": []}
+    finally:
+        daemon.stop()
+        sim.stop()
+        cleanup_instance(instance)
+    seen = min(
+        (end for start, end, count in probe["polls"] if count > 0 and end >= queued),
+        default=queued,
+    )
+    return {
+        "total_s": done - queued,
+        "poll_wait_s": seen - queued,
+        "from_seen_s": done - seen,
+        "phases": _phases(probe, queued, done),
+    }
+
+
+def _probe_spawns(daemon: ProbedDaemon) -> int:
+    try:
+        spans = daemon.probe()["spans"]
+    except (OSError, ValueError):
+        return 0
+    return sum(1 for s in spans if s[1] == "spawn total")
+
+
+def _phases(probe: dict[str, Any], queued: float, done: float) -> dict[str, Any]:
+    """Per-runner phase times (ms) and the reconciles that ran, from the probe's spans."""
+    per_runner: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    calls: dict[str, int] = defaultdict(int)
+    first_write: dict[int, float] = {}
+    spawn_start: dict[int, float] = {}
+    reconciles = []
+    for runner_seq, phase, start, end in probe["spans"]:
+        if phase == "reconcile" and end >= queued and start <= done:
+            reconciles.append([round(start - queued, 3), round(end - queued, 3)])
+        if runner_seq < 0:
+            continue
+        per_runner[runner_seq][phase] += end - start
+        calls[phase] += 1
+        if phase == "journal write":
+            first_write[runner_seq] = min(first_write.get(runner_seq, end), start)
+        if phase == "spawn total":
+            spawn_start[runner_seq] = start
+    for seq, began in spawn_start.items():
+        per_runner[seq]["spawn semaphore wait"] = first_write.get(seq, began) - began
+    phases = sorted({ph for r in per_runner.values() for ph in r})
+    runners = max(1, len(per_runner))
+    return {
+        "reconciles": reconciles,
+        "runners": len(per_runner),
+        "mean_ms": {
+            ph: round(1000 * sum(r.get(ph, 0.0) for r in per_runner.values()) / runners, 1)
+            for ph in phases
+        },
+        "calls_per_runner": {ph: round(calls[ph] / runners, 1) for ph in calls},
+    }
+
+
+def burst(tmp: Path, rounds: int = 3, n: int = 50) -> dict[str, Any]:
+    """Daemon burst and raw SDK burst, interleaved (daemon, daemon with env credential
+    delivery, raw; again...): medians, and the phases of every daemon round."""
+    ours: list[dict[str, Any]] = []
+    env: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
+    for i in range(rounds):
+        ours.append(burst_daemon(tmp, f"benchburst{i}", n))
+        env.append(burst_daemon(tmp, f"benchburstenv{i}", n, delivery="env"))
+        raw.append(baseline_burst(n))
+    med = statistics.median
+    raw_s = med(r["total_s"] for r in raw)
+
+    def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        total = med(r["total_s"] for r in runs)
+        from_seen = med(r["from_seen_s"] for r in runs)
+        phases = sorted({ph for r in runs for ph in r["phases"]["mean_ms"]})
+        return {
+            "daemon_s": round(total, 2),
+            "daemon_from_seen_s": round(from_seen, 2),
+            "poll_wait_s": round(med(r["poll_wait_s"] for r in runs), 2),
+            "ratio": round(total / raw_s, 2),
+            "ratio_from_seen": round(from_seen / raw_s, 2),
+            "samples_s": [round(r["total_s"], 2) for r in runs],
+            "samples_from_seen_s": [round(r["from_seen_s"], 2) for r in runs],
+            "reconciles": [r["phases"]["reconciles"] for r in runs],
+            "phase_mean_ms": {
+                ph: round(med(r["phases"]["mean_ms"].get(ph, 0.0) for r in runs), 1)
+                for ph in phases
+            },
+            "calls_per_runner": runs[-1]["phases"]["calls_per_runner"],
+        }
+
+    return {
+        "jobs": n,
+        "rounds": rounds,
+        "concurrency": 8,
+        "baseline_sdk_s": round(raw_s, 2),
+        "baseline_samples_s": [round(r["total_s"], 2) for r in raw],
+        "baseline_call_mean_ms": {
+            name: round(1000 * med(statistics.mean(r["calls"][name]) for r in raw), 1)
+            for name in raw[0]["calls"]
+        },
+        "file_delivery": summary(ours),
+        "env_delivery": summary(env),
+    }
 
 
 def _pickup(
@@ -116,6 +288,8 @@ def _pickup(
     done: str,
     n: int,
     pause: float,
+    *,
+    jitter: Callable[[], float] | None = None,
 ) -> list[float]:
     """Queue n jobs one after another; time each from queued to its container running."""
     out = []
@@ -132,7 +306,7 @@ def _pickup(
                 "job done",
             )
             wait_for(lambda: running(instance) == 0, 30, "container gone", 0.1)
-            time.sleep(pause)
+            time.sleep(pause + (jitter() if jitter else 0.0))
     finally:
         daemon.stop()
         sim.stop()
@@ -169,26 +343,98 @@ def latency_webhook(tmp: Path, n: int = 10) -> list[float]:
     )
 
 
-def burst(tmp: Path, n: int = 50) -> float:
-    sim = Sim("gitlab", SIM_TOKEN)
-    instance = "benchburst"
-    daemon = Daemon(
-        tmp,
-        instance,
-        gitlab_config(sim, [pool("p", ["docker"], max_runners=n)], poll_interval=2, max_runners=n),
-    )
-    try:
-        time.sleep(1)
-        started = time.monotonic()
-        for _ in range(n):
-            sim.add_job("1", ["docker"], 30)
-        wait_for(lambda: running(instance) >= n, 300, f"{n} running containers", 0.1)
-        elapsed = time.monotonic() - started
-    finally:
-        daemon.stop()
-        sim.stop()
-        cleanup_instance(instance)
-    return elapsed
+PLAN_NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def planner_world(jobs: int, runners: int = 1000, pools: int = 20) -> dict[str, Any]:
+    """A deterministic fleet: half GitLab, half GitHub pools with mixed platforms, runners
+    in every state, and jobs drawing from 60 distinct tag sets (as a real queue does: a
+    few job kinds, many jobs)."""
+    rng = random.Random(15)
+    specs = []
+    for i in range(pools):
+        github = i % 2 == 1
+        specs.append(
+            PoolSpec(
+                name=f"pool{i}",
+                forge="gh" if github else "gl",
+                forge_kind=ForgeKind.GITHUB if github else ForgeKind.GITLAB,
+                labels=frozenset({"docker", f"team{i % 7}"} | ({"gpu"} if i % 5 == 0 else set())),
+                platform=("linux/amd64", "linux/arm64", "auto")[i % 3],
+                run_untagged=i % 4 == 0,
+                max_runners=500,
+                min_idle=i % 2,
+                max_idle=4,
+                cooldown_s=300,
+                ephemeral=True,
+            )
+        )
+    vocab = ["docker", "gpu", "amd64", "arm64", "self-hosted", "linux", "X64"]
+    vocab += [f"team{i}" for i in range(7)]
+    tag_sets = [frozenset(rng.sample(vocab, rng.randint(0, 3))) for _ in range(60)]
+    states = [s for s in RunnerState if s is not RunnerState.REMOVED]
+    return {
+        "jobs": [
+            Job(
+                forge=rng.choice(("gl", "gh")),
+                id=str(i),
+                scope=f"p{i % 50}",
+                tags=rng.choice(tag_sets),
+                created_at=PLAN_NOW - timedelta(seconds=rng.uniform(0, 3600)),
+            )
+            for i in range(jobs)
+        ],
+        "runners": [
+            Runner(
+                id=f"r{i}",
+                name=f"r{i}",
+                pool=f"pool{i % pools}",
+                forge="gl" if i % pools % 2 == 0 else "gh",
+                state=rng.choice(states),
+                since=PLAN_NOW - timedelta(seconds=rng.uniform(0, 900)),
+                created_at=PLAN_NOW - timedelta(hours=1),
+            )
+            for i in range(runners)
+        ],
+        "pools": specs,
+        "now": PLAN_NOW,
+        "global_max": 5000,
+    }
+
+
+def _best_of(fn: Callable[[], object], repeat: int) -> float:
+    """Fastest of ``repeat`` timed calls after one warm-up, seconds: on a shared machine
+    the minimum is the figure least disturbed by other processes (as ``timeit`` does)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def planner_scaling(sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) -> list[dict[str, Any]]:
+    """compute_plan against the per-job matching it replaced, same world, same run."""
+    rows = []
+    for size in sizes:
+        world = planner_world(size)
+        if compute_plan(**world) != reference_plan(**world):
+            raise AssertionError(f"fast and reference plans differ at {size} jobs")
+        fast = _best_of(lambda w=world: compute_plan(**w), 15 if size < 100_000 else 5)
+        ref = _best_of(lambda w=world: reference_plan(**w), 3 if size < 100_000 else 2)
+        rows.append(
+            {
+                "jobs": size,
+                "runners": len(world["runners"]),
+                "pools": len(world["pools"]),
+                "distinct_tag_sets": len({j.tags for j in world["jobs"]}),
+                "plan_ms": round(fast * 1000, 1),
+                "reference_ms": round(ref * 1000, 1),
+                "speedup": round(ref / fast, 1),
+            }
+        )
+    return rows
 
 
 def forge_cost(tmp: Path, kind: str, scopes: int, seconds: float = 40) -> dict[str, Any]:
@@ -238,6 +484,123 @@ def forge_cost(tmp: Path, kind: str, scopes: int, seconds: float = 40) -> dict[s
         cleanup_instance(instance)
 
 
+def _watch_both(sim_gl: Sim, sim_gh: Sim, scopes: int) -> dict[str, Any]:
+    """One daemon config watching ``scopes`` GitLab projects and ``scopes`` GitHub repos."""
+    config = gitlab_config(sim_gl, [pool("p", ["docker"])], poll_interval=15)
+    gh = github_config(sim_gh, [pool("q", ["self-hosted", "docker"])])["forges"][0]
+    config["forges"][0]["projects"] = [str(i) for i in range(1, scopes + 1)]
+    config["forges"][0]["requests_per_minute"] = 300
+    gh["repos"] = [f"acme/r{i}" for i in range(scopes)]
+    config["forges"].append(gh)
+    config["pools"][0]["forge"] = "gitlab"
+    config["pools"].append({**pool("q", ["self-hosted", "docker"]), "forge": "github"})
+    for i in range(2, scopes + 1):
+        http("POST", f"{sim_gl.url}/_sim/projects", {"id": i, "path": f"p{i}"})
+    for i in range(scopes):
+        http("POST", f"{sim_gh.url}/_sim/repos/acme/r{i}", {})
+    return config
+
+
+class ImageDaemon(Daemon):
+    """The daemon with only its own dependencies importable, as in the image.
+
+    A development environment also has ``rich`` (pulled in by test tools), and structlog
+    imports it when present: about 3 MiB of RSS the image does not have. Hiding it makes
+    the footprint the image's, not this checkout's.
+    """
+
+    def start(self) -> None:
+        code = (
+            "import sys; sys.modules['rich'] = None\n"
+            "from orchestrator.cli import main\n"
+            "raise SystemExit(main(['run']))"
+        )
+        self.process = Process(f"daemon-{self.instance}", [sys.executable, "-c", code], self.env)
+        wait_for(self._healthy, 30, "daemon /health")
+
+
+def footprint(tmp: Path, scopes: int = 100, seconds: float = 45) -> dict[str, Any]:
+    """Idle RSS/CPU watching ``scopes`` projects + ``scopes`` repos, against 1 + 1."""
+    out: dict[str, Any] = {}
+    for label, count in (("baseline", 1), ("watched", scopes)):
+        sim_gl, sim_gh = Sim("gitlab", SIM_TOKEN), Sim("github", GH_TOKEN)
+        instance = f"benchfoot{count}"
+        daemon = None
+        try:
+            daemon = ImageDaemon(tmp, instance, _watch_both(sim_gl, sim_gh, count))
+            time.sleep(5)  # the first full pass
+            cpu0, t0 = _cpu(daemon), time.monotonic()
+            peak = 0.0
+            deadline = t0 + seconds
+            while time.monotonic() < deadline:
+                time.sleep(3)
+                peak = max(peak, _rss_mib(daemon))
+            cpu1, t1 = _cpu(daemon), time.monotonic()
+            out[label] = {
+                "projects": count,
+                "repos": count,
+                "rss_mib": _rss_mib(daemon),
+                "peak_rss_mib": peak,
+                "idle_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+                "reconciles": daemon.status()["reconcile"]["count"],
+            }
+        finally:
+            if daemon is not None:
+                daemon.stop()
+            sim_gl.stop()
+            sim_gh.stop()
+            cleanup_instance(instance)
+    out["ratio_rss"] = round(out["watched"]["rss_mib"] / out["baseline"]["rss_mib"], 2)
+    return out
+
+
+def pickup_defaults(tmp: Path, kind: str, n: int = 6, watched: int = 10) -> dict[str, Any]:
+    """Single jobs one after another, default settings (15 s poll), no webhooks, ``watched``
+    projects/repos: today's pickup for a forge that cannot reach the daemon."""
+    token = SIM_TOKEN if kind == "gitlab" else GH_TOKEN
+    sim = Sim(kind, token)
+    instance = f"benchdef{kind[0]}{kind[-3]}"  # gl / gh
+    if kind == "gitlab":
+        config = gitlab_config(sim, [pool("p", ["docker"])])
+        config["forges"][0]["projects"] = [str(i) for i in range(1, watched + 1)]
+        del config["forges"][0]["requests_per_minute"]  # the default budget
+        for i in range(2, watched + 1):
+            http("POST", f"{sim.url}/_sim/projects", {"id": i, "path": f"p{i}"})
+        where, tags, done = "1", ["docker"], "success"
+    else:
+        config = github_config(sim, [pool("p", ["docker"])])
+        # runners register on the first repo (repo-scoped runners serve only that repo)
+        config["forges"][0]["repos"] = ["acme/app"] + [f"acme/r{i}" for i in range(watched - 1)]
+        for repo in config["forges"][0]["repos"]:
+            http("POST", f"{sim.url}/_sim/repos/{repo}", {})
+        where, tags, done = "acme/app", ["self-hosted", "docker"], "completed"
+    del config["poll_interval"]  # the default
+    daemon = Daemon(tmp, instance, config)
+    forges = wait_for(lambda: daemon.status()["forges"], 30, "the first reconcile")
+    interval = float(forges[0]["poll_interval_s"])
+    time.sleep(3)
+    rng = random.Random(7)
+    # each job lands at a different phase of the poll interval
+    samples = _pickup(
+        sim,
+        daemon,
+        instance,
+        lambda: sim.add_job(where, tags, 0.5),
+        done,
+        n,
+        0.0,
+        jitter=lambda: rng.uniform(0, interval),
+    )
+    return {
+        "kind": kind,
+        "watched": watched,
+        "poll_interval_s": interval,
+        "samples": [round(x, 3) for x in samples],
+        "p50": pct(samples, 0.5),
+        "p95": pct(samples, 0.95),
+    }
+
+
 def _pid(daemon: Daemon) -> int:
     assert daemon.process is not None
     return daemon.process.proc.pid
@@ -256,6 +619,102 @@ def _rss_mib(daemon: Daemon) -> float:
     return 0.0
 
 
+def swarm_pickup(tmp: Path, n: int = 10) -> dict[str, Any]:
+    """Swarm runtime (``python scripts/bench.py --swarm``): job queued -> the runner's task
+    running, the job announced by a GitLab Job Hook (no poll wait), beside raw
+    ``docker service create`` of the same image -> its task running, in the same run.
+    Both are timed by polling task state every 20 ms. Prints its own JSON row."""
+    from tests.swarm import support
+
+    problem = support.acquire(client.api)
+    if problem:
+        raise SystemExit(f"bench --swarm: {problem}")
+    try:
+        raw = []
+        for _ in range(n):
+            started = time.monotonic()
+            svc = client.api.create_service(
+                {
+                    "ContainerSpec": {"Image": TEST_IMAGE, "Args": ["sleep", "30"]},
+                    "RestartPolicy": {"Condition": "none"},
+                    "Networks": [{"Target": "host"}],
+                },
+                labels=BENCH_LABEL,
+                mode={"Replicated": {"Replicas": 1}},
+            )
+            wait_for(
+                lambda i=svc["ID"]: any(
+                    t["Status"]["State"] == "running"
+                    for t in client.api.tasks(filters={"service": i})
+                ),
+                30,
+                "raw service task running",
+                0.02,
+            )
+            raw.append(time.monotonic() - started)
+            client.api.remove_service(svc["ID"])
+        instance = "bsw" + os.urandom(3).hex()
+        sim = Sim("gitlab", SIM_TOKEN)
+        config = gitlab_config(
+            sim,
+            [pool("p", ["docker"])],
+            poll_interval=120,
+            docker_hosts=[{"name": "cluster", "url": "unix:///var/run/docker.sock",
+                           "mode": "swarm"}],
+        )
+        config["forges"][0]["webhook_secret"] = "hook-secret"
+        daemon = Daemon(tmp, instance, config, env={"SHUTDOWN_MODE": "drain"})
+        time.sleep(2)
+
+        def tasks_running() -> int:
+            label = f"io.runner-orchestrator.instance={instance}"
+            ids = [x["ID"] for x in client.api.services(filters={"label": label})]
+            if not ids:
+                return 0
+            return sum(
+                t["Status"]["State"] == "running"
+                for t in client.api.tasks(filters={"service": ids})
+            )
+
+        def queue() -> str:
+            job = sim.add_job("1", ["docker"], 1)
+            hook = {"object_kind": "build", "build_id": int(job), "build_status": "pending",
+                    "project_id": 1, "project_name": "sim / app", "runner": None}
+            http("POST", f"{daemon.url}/webhooks/gitlab", hook,
+                 headers={"X-Gitlab-Token": "hook-secret", "X-Gitlab-Event": "Job Hook"})
+            return job
+
+        ours = []
+        try:
+            for _ in range(n):
+                started = time.monotonic()
+                job = queue()
+                wait_for(lambda: tasks_running() > 0, 60, "runner task running", 0.02)
+                ours.append(time.monotonic() - started)
+                wait_for(
+                    lambda j=job: any(str(x["id"]) == j and x["status"] == "success"
+                                      for x in sim.jobs()),
+                    60,
+                    "job done",
+                )
+                wait_for(lambda: tasks_running() == 0, 60, "runner gone", 0.1)
+        finally:
+            daemon.stop()
+            sim.stop()
+            support.leftovers(client, instance)  # drained: normally nothing
+            cleanup_instance(instance)
+    finally:
+        support.release()
+    return {
+        "swarm_pickup_webhook_s": {"p50": pct(ours, 0.5), "p95": pct(ours, 0.95),
+                                   "samples": [round(x, 3) for x in ours]},
+        "raw_service_create_to_running_s": {"p50": pct(raw, 0.5), "p95": pct(raw, 0.95),
+                                            "samples": [round(x, 3) for x in raw]},
+        "ratio_p50": round(pct(ours, 0.5) / pct(raw, 0.5), 2),
+        "docker_server": client.info().get("ServerVersion"),
+    }
+
+
 def machine() -> dict[str, Any]:
     info = client.info()
     return {
@@ -269,115 +728,329 @@ def machine() -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    if "--render" in sys.argv:  # rewrite the page from the last run's JSON, no measuring
-        saved = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
-        (ROOT / "docs" / "benchmarks.md").write_text(render(saved))
-        return 0
-    subprocess.run([str(ROOT / "scripts" / "build-test-image.sh")], check=True)
-    results: dict[str, Any] = {
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+def section_pickup(tmp: Path) -> dict[str, Any]:
+    base = baseline_one()
+    b50 = pct(base, 0.5)
+    out: dict[str, Any] = {"baseline_create_start_s": {"p50": b50, "p95": pct(base, 0.95)}}
+    poll = latency_poll(tmp)
+    out["pickup_poll_s"] = {
+        "p50": pct(poll, 0.5),
+        "p95": pct(poll, 0.95),
+        "poll_interval_s": 2,
+        "samples": [round(x, 3) for x in poll],
+        "ratio_to_baseline_p50": round(pct(poll, 0.5) / b50, 1),
     }
+    hook = latency_webhook(tmp)
+    out["pickup_webhook_s"] = {
+        "p50": pct(hook, 0.5),
+        "p95": pct(hook, 0.95),
+        "samples": [round(x, 3) for x in hook],
+        "ratio_to_baseline_p50": round(pct(hook, 0.5) / b50, 1),
+    }
+    return out
+
+
+def section_pickup_defaults(tmp: Path) -> dict[str, Any]:
+    base = baseline_one(5)
+    rows = [pickup_defaults(tmp, kind) for kind in ("gitlab", "github")]
+    b50 = pct(base, 0.5)
+    for row in rows:
+        row["ratio_to_baseline_p50"] = round(row["p50"] / b50, 1)
+    return {"pickup_defaults": {"baseline_create_start_s": b50, "rows": rows}}
+
+
+#: name -> what it measures; each returns the keys it adds to benchmarks.json.
+SECTIONS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "planner": lambda tmp: {"planner": planner_scaling()},
+    "pickup": section_pickup,
+    "burst": lambda tmp: {"burst50": burst(tmp)},
+    "forge_cost": lambda tmp: {
+        "forge_cost": [forge_cost(tmp, k, n) for k in ("gitlab", "github") for n in (10, 100)]
+    },
+    "footprint": lambda tmp: {"footprint": footprint(tmp)},
+    "pickup_defaults": section_pickup_defaults,
+    # job queued -> task running on the Swarm runtime beside raw `docker service create`
+    "swarm": lambda tmp: {"swarm_pickup": swarm_pickup(tmp)},
+}
+
+
+def main() -> int:
+    path = ROOT / "docs" / "benchmarks.json"
+    if "--render" in sys.argv:  # rewrite the page from the last run's JSON, no measuring
+        (ROOT / "docs" / "benchmarks.md").write_text(render(json.loads(path.read_text())))
+        return 0
+    only = list(SECTIONS)
+    if "--only" in sys.argv:
+        only = sys.argv[sys.argv.index("--only") + 1].split(",")
+        unknown = sorted(set(only) - set(SECTIONS))
+        if unknown:
+            print(f"unknown section(s) {unknown}; have {sorted(SECTIONS)}", file=sys.stderr)
+            return 2
+    partial = only != list(SECTIONS)
+    results: dict[str, Any] = json.loads(path.read_text()) if partial and path.exists() else {}
+    if "--no-build" not in sys.argv:  # on a shared engine, keep others' build of the image
+        subprocess.run([str(ROOT / "scripts" / "build-test-image.sh")], check=True)
+    results["machine"] = machine()
+    results["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results.setdefault("sections", {})
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        base = baseline_one()
-        results["baseline_create_start_s"] = {"p50": pct(base, 0.5), "p95": pct(base, 0.95)}
-        poll = latency_poll(tmp)
-        results["pickup_poll_s"] = {
-            "p50": pct(poll, 0.5),
-            "p95": pct(poll, 0.95),
-            "poll_interval_s": 2,
-            "samples": [round(x, 3) for x in poll],
-        }
-        hook = latency_webhook(tmp)
-        results["pickup_webhook_s"] = {
-            "p50": pct(hook, 0.5),
-            "p95": pct(hook, 0.95),
-            "samples": [round(x, 3) for x in hook],
-        }
-        raw_burst = baseline_burst()
-        ours = burst(tmp)
-        results["burst50"] = {
-            "daemon_s": round(ours, 2),
-            "baseline_sdk_s": round(raw_burst, 2),
-            "ratio": round(ours / raw_burst, 2),
-        }
-        results["forge_cost"] = [
-            forge_cost(tmp, k, n) for k in ("gitlab", "github") for n in (10, 100)
-        ]
-    b = results["baseline_create_start_s"]["p50"]
-    results["pickup_poll_s"]["ratio_to_baseline_p50"] = round(
-        results["pickup_poll_s"]["p50"] / b, 1
-    )
-    results["pickup_webhook_s"]["ratio_to_baseline_p50"] = round(
-        results["pickup_webhook_s"]["p50"] / b, 1
-    )
-    (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
-    (ROOT / "docs" / "benchmarks.md").write_text(render(results))
+        for name in only:
+            load_before = os.getloadavg()[0]
+            started = time.monotonic()
+            results.update(SECTIONS[name](Path(tmp_name)))
+            results["sections"][name] = {
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "seconds": round(time.monotonic() - started),
+                # 1-minute load average before and after, against the core count
+                "load": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+            }
+            print(f"{name}: done in {results['sections'][name]['seconds']} s", file=sys.stderr)
+            # saved after every section, so a later section failing loses nothing before it
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            (ROOT / "docs" / "benchmarks.md").write_text(render(results))
     print(json.dumps(results, indent=2))
     return 0
 
 
+#: Burst phases in the order a spawn goes through them, with what each one is.
+BURST_PHASES = [
+    ("spawn semaphore wait", "waiting for one of the reconciler's 8 spawn slots"),
+    ("journal write", "SQLite journal writes (5 per runner, on the event loop)"),
+    ("forge register", "forge registration (simulator on loopback)"),
+    ("runtime queue (semaphore + thread hand-off)", "waiting for a runtime worker thread"),
+    ("docker create", "engine: create the container"),
+    ("docker inspect", "engine: inspect after create and after start (2 calls)"),
+    ("credential put_archive", "engine: copy the credential file in (file delivery)"),
+    ("docker start", "engine: start"),
+    ("spawn total", "one runner, end to end (includes the semaphore wait)"),
+]
+
+
+def _load_note(r: dict[str, Any], names: list[str]) -> str:
+    loads = [r.get("sections", {}).get(n, {}).get("load") for n in names]
+    loads = [x for x in loads if x]
+    if not loads:
+        return ""
+    top = max(max(x) for x in loads)
+    cpus = r["machine"]["cpus"]
+    if top <= cpus:
+        return f"1-minute load average up to {top} on {cpus} cores."
+    return (
+        f"Taken under load: the 1-minute load average reached {top} on {cpus} cores "
+        "(other work shared the machine), so absolute times are inflated and noisy; "
+        "the same-run baselines and ratios are the figures to read."
+    )
+
+
+def _when(r: dict[str, Any]) -> str:
+    dates = sorted(v["date"] for v in r.get("sections", {}).values())
+    if len(dates) > 1:
+        return f"sections run between {dates[0]} and {dates[-1]}"
+    return f"run on {r['date']}"
+
+
 def render(r: dict[str, Any]) -> str:
     m = r["machine"]
-    cost = {(c["kind"], c["scopes"]): c for c in r["forge_cost"]}
-    gh100, gl100 = cost[("github", 100)], cost[("gitlab", 100)]
     lines = [
         "# Benchmarks",
         "",
-        f"One run of `python scripts/bench.py` on {r['date']}: {m['cpus']} cores, "
+        f"`python scripts/bench.py`, {_when(r)}: {m['cpus']} cores, "
         f"{m['memory_gib']} GiB, kernel {m['kernel']}, Docker Engine {m['docker_server']} "
         f"({m['storage_driver']}), Python {m['python']}, image `{m['image']}` (busybox). "
-        "Raw figures: [benchmarks.json](benchmarks.json). Every daemon figure stands beside a "
-        "baseline measured in the same run.",
+        "Raw figures and each section's date and load: [benchmarks.json](benchmarks.json). "
+        "Every daemon figure stands beside a baseline measured in the same run.",
         "",
         "| what | daemon | baseline (same run) | ratio |",
         "|---|---|---|---|",
-        f"| job queued → runner container running, poll mode (interval 2 s), p50 / p95 | "
-        f"{r['pickup_poll_s']['p50']} s / {r['pickup_poll_s']['p95']} s | SDK create+start one "
-        f"container: {r['baseline_create_start_s']['p50']} s / "
-        f"{r['baseline_create_start_s']['p95']} s | {r['pickup_poll_s']['ratio_to_baseline_p50']}× |",
-        f"| same, webhook mode (GitHub workflow_job, poll 120 s), p50 / p95 | "
-        f"{r['pickup_webhook_s']['p50']} s / {r['pickup_webhook_s']['p95']} s | as above | "
-        f"{r['pickup_webhook_s']['ratio_to_baseline_p50']}× |",
-        f"| burst of 50 queued jobs → 50 containers running | {r['burst50']['daemon_s']} s | "
-        f"SDK create+start 50, 8 at a time: {r['burst50']['baseline_sdk_s']} s | "
-        f"{r['burst50']['ratio']}× |",
-        "",
-        "Idle forge cost (no jobs, default poll interval 15 s; GitLab budget 300 requests/min):",
-        "",
-        "| forge | watched | requests / reconcile | requests / idle hour | rate limit used / idle hour | daemon CPU idle | daemon RSS |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for c in r["forge_cost"]:
-        used = c.get("rate_limit_used_per_idle_hour", "n/a (GitLab has no hourly budget)")
+    if "pickup_poll_s" in r:
+        b = r["baseline_create_start_s"]
+        poll, hook = r["pickup_poll_s"], r["pickup_webhook_s"]
+        lines += [
+            f"| job queued → runner container running, poll mode (interval 2 s), p50 / p95 | "
+            f"{poll['p50']} s / {poll['p95']} s | SDK create+start one container: "
+            f"{b['p50']} s / {b['p95']} s | {poll['ratio_to_baseline_p50']}× |",
+            f"| same, webhook mode (GitHub workflow_job, poll 120 s), p50 / p95 | "
+            f"{hook['p50']} s / {hook['p95']} s | as above | "
+            f"{hook['ratio_to_baseline_p50']}× |",
+        ]
+    if "pickup_defaults" in r:
+        d = r["pickup_defaults"]
+        for row in d["rows"]:
+            lines.append(
+                f"| same, default settings, no webhooks ({row['kind']}, {row['watched']} "
+                f"watched, poll {row['poll_interval_s']:g} s), p50 / p95 of "
+                f"{len(row['samples'])} | {row['p50']} s / {row['p95']} s | SDK create+start "
+                f"one container: {d['baseline_create_start_s']} s | "
+                f"{row['ratio_to_baseline_p50']}× |"
+            )
+    if "burst50" in r and "file_delivery" in r["burst50"]:
+        bu = r["burst50"]
+        f, e = bu["file_delivery"], bu["env_delivery"]
+        base = f"SDK create+start {bu['jobs']}, {bu['concurrency']} at a time: {bu['baseline_sdk_s']} s"
+        lines += [
+            f"| burst of {bu['jobs']} queued jobs → {bu['jobs']} containers running "
+            f"(median of {bu['rounds']} interleaved rounds), from the first job queued | "
+            f"{f['daemon_s']} s | {base} | {f['ratio']}× |",
+            f"| same, from the poll that saw the jobs (median wait for it: "
+            f"{f['poll_wait_s']} s of the 2 s interval) | {f['daemon_from_seen_s']} s | "
+            f"as above | {f['ratio_from_seen']}× |",
+            f"| same with `CREDENTIAL_DELIVERY=env` (no `put_archive`), from the poll that "
+            f"saw the jobs | {e['daemon_from_seen_s']} s | as above | {e['ratio_from_seen']}× |",
+        ]
+    for row in r.get("planner", []):
         lines.append(
-            f"| {c['kind']} | {c['scopes']} | {c['requests_per_reconcile']} | "
-            f"{c['requests_per_idle_hour']} | {used} | {c['idle_cpu_percent']} % | "
-            f"{c['rss_mib']} MiB |"
+            f"| planner: {row['jobs']:,} pending jobs × {row['runners']:,} runners × "
+            f"{row['pools']} pools ({row['distinct_tag_sets']} distinct tag sets), fastest of "
+            f"several | {row['plan_ms']} ms | the per-job matching it replaced, same inputs: "
+            f"{row['reference_ms']} ms | {round(row['plan_ms'] / row['reference_ms'], 3)}× "
+            f"({row['speedup']}× faster) |"
         )
+    if "footprint" in r:
+        fp = r["footprint"]
+        w, b0 = fp["watched"], fp["baseline"]
+        lines.append(
+            f"| idle footprint watching {w['projects']} GitLab projects + {w['repos']} GitHub "
+            f"repos, image dependencies only (see notes): RSS (peak) / CPU | {w['rss_mib']} MiB ({w['peak_rss_mib']}) / "
+            f"{w['idle_cpu_percent']} % | the same daemon watching 1 + 1: {b0['rss_mib']} MiB "
+            f"({b0['peak_rss_mib']}) / {b0['idle_cpu_percent']} % | {fp['ratio_rss']}× |"
+        )
+    if "burst50" in r and "file_delivery" in r["burst50"]:
+        bu = r["burst50"]
+        f, e = bu["file_delivery"], bu["env_delivery"]
+        raw_calls = bu["baseline_call_mean_ms"]
+        lines += [
+            "",
+            "### Where a burst's time goes",
+            "",
+            f"Each daemon round runs under `scripts/bench_probe.py`, which wraps the journal, "
+            f"the provider, the runtime and the docker SDK's HTTP calls with timers. Per runner "
+            f"(mean over the {bu['jobs']} runners of a round, median over rounds), milliseconds; "
+            f"the raw column times the baseline's own calls in the same rounds (its create "
+            f"includes the SDK's inspect after create):",
+            "",
+            "| phase | file delivery (default) | env delivery | raw SDK, 8 at a time |",
+            "|---|---|---|---|",
+        ]
+        for name, what in BURST_PHASES:
+            raw_ms = raw_calls.get(name, "")
+            if name == "spawn total":
+                raw_ms = round(sum(raw_calls.values()), 1)
+            lines.append(
+                f"| {what} | {f['phase_mean_ms'].get(name, '–')} | "
+                f"{e['phase_mean_ms'].get(name, '–')} | {raw_ms if raw_ms != '' else '–'} |"
+            )
+        recs = [len(x) for x in f["reconciles"]]
+        lines += [
+            "",
+            f"Reconciles per burst: {recs} (all {bu['jobs']} jobs were seen by one poll, and "
+            f"one reconcile spawned them). Daemon samples (from the poll that saw the jobs): "
+            f"{f['samples_from_seen_s']} s; env delivery {e['samples_from_seen_s']} s; raw "
+            f"{bu['baseline_samples_s']} s. " + _load_note(r, ["burst"]),
+            "",
+            "Reading it: raw create+start 8 at a time already saturates the engine, so the "
+            "ratio follows how much engine work a runner costs beyond create+start. The "
+            "daemon's own steps are now small (journal writes, registration on loopback, "
+            "waiting for a worker thread); two costs remain. (1) File credential delivery: "
+            f"`put_archive` takes {f['phase_mean_ms'].get('credential put_archive', '–')} ms "
+            "per runner here, because the engine mounts the created container's filesystem "
+            "and unpacks the archive in a separate process; the env-delivery row shows the "
+            "burst without it. (2) In poll mode a burst first waits for the next poll "
+            "(half an interval on average); the first row includes that wait, the others "
+            "start at the poll. (3) Even with env delivery, create and start take longer "
+            "than the raw calls: the hardening options (init, memory and pids limits, "
+            "dropped capabilities) cost the engine a little more, and the daemon and the "
+            "forge simulator share the two cores with it while the raw baseline runs "
+            "alone. Removing (1) without putting the credential in `docker "
+            "inspect` needs a runner-contract change (e.g. the credential written to the "
+            "container's stdin through an attach before start, read by the entrypoint); "
+            "that is not done.",
+            "",
+            "Changed after the first breakdown: the runtime ran at most 4 Docker calls at "
+            "once, on asyncio's default thread pool (6 threads on 2 cores, shared with the "
+            "forge providers), so calls waited about 200 ms each for a thread; it now runs "
+            "8 (the spawn concurrency) on its own pool. Journal writes fsynced on the event "
+            "loop (SQLite `synchronous=FULL`, 1.7 ms each quiet, 5-7 ms under load, 5 per "
+            "runner); WAL with `synchronous=NORMAL` still commits each write before the "
+            "action it guards, so a daemon crash loses nothing.",
+        ]
+    if "forge_cost" in r:
+        cost = {(c["kind"], c["scopes"]): c for c in r["forge_cost"]}
+        lines += [
+            "",
+            "### Idle forge cost",
+            "",
+            "No jobs, default poll interval 15 s; GitLab budget 300 requests/min. Baseline: "
+            "what polling every watched project (GitLab: 1 request) or repo (GitHub: 2, queued "
+            "and in_progress) every interval would cost.",
+            "",
+            "| forge | watched | requests / reconcile | poll-everything baseline / reconcile | requests / idle hour | rate limit used / idle hour | daemon CPU idle | daemon RSS |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in r["forge_cost"]:
+            used = c.get("rate_limit_used_per_idle_hour", "n/a (GitLab has no hourly budget)")
+            naive = c["scopes"] * (2 if c["kind"] == "github" else 1)
+            lines.append(
+                f"| {c['kind']} | {c['scopes']} | {c['requests_per_reconcile']} | {naive} | "
+                f"{c['requests_per_idle_hour']} | {used} | {c['idle_cpu_percent']} % | "
+                f"{c['rss_mib']} MiB |"
+            )
+        gh100, gl100 = cost[("github", 100)], cost[("gitlab", 100)]
+        lines += [
+            "",
+            "GitHub polls two run lists per repo (queued and in_progress); for 100 repos at "
+            "the default 15 s interval that would be about 800 conditional requests a "
+            "minute, near GitHub's secondary limit (900 points/min per endpoint), so the "
+            "provider paces polls to GITHUB_REQUESTS_PER_MINUTE (600 by default): measured "
+            f"{gh100['requests_per_idle_hour'] // 60} requests a minute here, none of them "
+            "against the hourly budget (ETags: a 304 costs no rate limit). GitLab stays "
+            "inside its request budget by polling only part of the projects each round when "
+            "the budget cannot cover them all (100 projects: "
+            f"{gl100['requests_per_reconcile']} requests per reconcile).",
+        ]
+    if "swarm_pickup" in r:
+        sw = r["swarm_pickup"]
+        ours, raw = sw["swarm_pickup_webhook_s"], sw["raw_service_create_to_running_s"]
+        lines += [
+            "",
+            "### Swarm runtime: job queued to task running",
+            "",
+            "Webhook-driven; baseline: raw `docker service create` of the same image to "
+            f"task running, same run (engine {sw['docker_server']}).",
+            "",
+            "| what | p50 s | p95 s | ratio p50 |",
+            "|---|---|---|---|",
+            f"| daemon, Swarm runtime | {ours['p50']} | {ours['p95']} | {sw['ratio_p50']} |",
+            f"| raw service create | {raw['p50']} | {raw['p95']} | 1 |",
+        ]
     lines += [
         "",
-        "Notes: pickup latency is measured from the simulator accepting the job to the "
-        "runner container reaching `running` (docker SDK polled every 20 ms); in poll mode "
-        "it includes the wait for the next poll, so its mean is about half the interval. "
-        "GitHub polling uses ETags: a 304 costs no rate limit, so an idle repo costs "
-        "(almost) nothing of the hourly budget even though requests are still made.",
+        "### Notes",
         "",
-        "Reading the figures: webhook mode is where the about-a-second promise comes from; "
-        "poll mode is the safety net and costs on average half an interval. The burst ratio "
-        "is the price of registering each runner at the forge and journalling every step "
-        "before it happens. GitHub polls two run lists per repo (queued and in_progress); "
-        "for 100 repos at the default 15 s interval that would be about 800 conditional "
-        "requests a minute, near GitHub's secondary limit (900 points/min per endpoint), so "
-        "the provider paces polls to GITHUB_REQUESTS_PER_MINUTE (600 by default): measured "
-        f"{gh100['requests_per_idle_hour'] // 60} requests a minute here, none of them "
-        "against the hourly budget. GitLab stays inside its request budget by polling "
-        "only part of the projects each round when the budget cannot cover them all "
-        f"(100 projects: {gl100['requests_per_reconcile']} requests per reconcile).",
+        "Pickup latency is measured from the simulator accepting the job to the runner "
+        "container reaching `running` (docker SDK polled every 20 ms); in poll mode it "
+        "includes the wait for the next poll, so its mean is about half the interval. The "
+        "default-settings rows queue each job at a random phase of the poll interval.",
         "",
+        "The footprint row runs the daemon with only its own dependencies importable, as "
+        "in the image: this checkout also has `rich` (pulled in by test tools), which "
+        "structlog imports when present, adding about 3 MiB; the idle-cost table's RSS "
+        "column is measured with it. Nearly all of the footprint is imports, not "
+        "per-project state (1 + 1 and 100 + 100 watched differ by about a MiB): measured "
+        "in import order, the interpreter 13.5 MiB, pydantic 5, structlog with the stdlib "
+        "it pulls in 9, aiohttp 12, requests 6, PyGithub (with jwt and cryptography) 14, "
+        "the config models 8, docker, APScheduler, prometheus_client, python-gitlab and "
+        "the daemon's modules about 10: 77.5 MiB before the first reconcile.",
+        "",
+        "The planner rows time `compute_plan` in-process on a generated fleet "
+        "(`planner_world` in scripts/bench.py); the baseline is the same function with the "
+        "per-job `match_pool` plugged back in (`tests/reference_planner.py`), and the bench "
+        "checks both plans are equal before timing them.",
     ]
+    note = _load_note(r, list(r.get("sections", {})))
+    if note:
+        lines += ["", note]
+    lines.append("")
     return "\n".join(lines)
 
 

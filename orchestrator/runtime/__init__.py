@@ -1,8 +1,9 @@
 """The seam between the daemon and where containers run (the *runtime*).
 
 The daemon talks to a :class:`ContainerRuntime`; the Docker implementation lives in
-:mod:`orchestrator.runtime.docker_engine` (the only module that imports the docker SDK)
-and placement over several hosts in :mod:`orchestrator.runtime.placement`.
+:mod:`orchestrator.runtime.docker_engine` (its parts in the ``docker_*`` modules), the
+Swarm one in :mod:`orchestrator.runtime.swarm`, and placement over several hosts in
+:mod:`orchestrator.runtime.placement`.
 
 Every object a runtime creates carries the labels in :func:`labels_for`: listing and
 clean-up go by those labels only, and objects of another daemon instance are left alone.
@@ -84,6 +85,16 @@ class ContainerSpec:
     user: str | None = None
     hosts: tuple[str, ...] = ()  # allowed Docker hosts; () = any that fits
     read_only: bool = False  # read-only root filesystem; /tmp (and the credential) elsewhere
+    constraints: tuple[str, ...] = ()  # Swarm placement constraints (pool option)
+
+
+#: A runner whose container is (or is about to be) running: the Docker container states,
+#: plus the Swarm task states before ``running`` (the engine is still placing, pulling or
+#: starting it; the Swarm runtime reports task states as they are).
+LIVE_STATUSES = frozenset(
+    {"running", "restarting", "paused"}
+    | {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,9 +113,12 @@ class ContainerInfo:
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
+    #: Swarm runtime only: the engine's explanation of a failed or unplaceable task.
+    error: str = ""
+
     @property
     def running(self) -> bool:
-        return self.status in {"running", "restarting", "paused"}
+        return self.status in LIVE_STATUSES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -131,6 +145,19 @@ class ContainerEvent:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """For /status: one node of a Swarm endpoint."""
+
+    id: str
+    hostname: str
+    arch: str  # amd64 | arm64 | the engine's own spelling when unknown
+    gpus: int  # generic resources of kind NVIDIA-GPU the node advertises
+    availability: str  # active | pause | drain
+    state: str  # ready | down | unknown | disconnected
+    role: str  # manager | worker
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class HostStatus:
     """For /status: one Docker endpoint."""
 
@@ -142,6 +169,10 @@ class HostStatus:
     max_containers: int
     containers: int
     error: str = ""
+    #: ``container`` (the daemon places containers) or ``swarm`` (the engine places services).
+    mode: str = "container"
+    #: Swarm endpoints: the nodes the engine may place on, as last listed.
+    nodes: tuple[NodeStatus, ...] = ()
 
 
 class RuntimeFailure(Exception):

@@ -86,4 +86,5 @@ def container_spec(
         user=pool.user,
         read_only=pool.read_only,
         hosts=tuple(pool.hosts),
+        constraints=tuple(pool.constraints),
     )

@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import HostUnavailable, NoCapacity
-from orchestrator.runtime import docker_engine as engine_module
+from orchestrator.runtime import docker_hosts as hosts_module
 from orchestrator.runtime.docker_engine import DockerRuntime
 
 from .conftest import DOCKER_URL, Events, cleanup, new_instance_id
@@ -45,7 +45,7 @@ async def _proxy(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter)
 
 
 async def test_two_hosts_and_a_dead_one(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(engine_module, "HOST_RETRY_S", 0.0)
+    monkeypatch.setattr(hosts_module, "HOST_RETRY_S", 0.0)
     ghost_sock = tmp_path / "ghost.sock"
     hosts = [
         DockerHostConfig(name="alpha", url=DOCKER_URL, max_containers=2),

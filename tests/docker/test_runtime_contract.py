@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import docker
 import pytest
 
 from orchestrator.config import DockerHostConfig
@@ -67,10 +68,50 @@ async def _fake(_host: DockerHostConfig) -> Impl:
     return Impl(runtime, events, spec, runtime.aclose)
 
 
-#: name -> factory. Add an implementation here (e.g. "swarm": _swarm).
+async def _swarm(host: DockerHostConfig) -> Impl:
+    """The Swarm runtime on the same engine, put into swarm mode for the test if it is in
+    none (and left again only by whoever initialised it: tests/swarm/support.py)."""
+    from orchestrator.runtime.swarm import SwarmRuntime
+    from tests.swarm import support
+
+    client = docker.DockerClient(base_url=host.url, timeout=60)
+    problem = support.acquire(client.api)
+    client.close()
+    if problem:
+        pytest.skip(f"SWARM CONTRACT NOT RUN: {problem}")
+    try:
+        runtime = SwarmRuntime(new_instance_id(), [host.model_copy(update={"mode": "swarm"})])
+        events = Events()
+        await runtime.start(events)
+    except BaseException:
+        support.release()  # nobody will call close(): give the swarm back now
+        raise
+
+    def spec(exit_code: int | None = None, **overrides: Any) -> ContainerSpec:
+        if exit_code is not None:
+            overrides["command"] = ("sh", "-c", f"echo bye; exit {exit_code}")
+        return make_spec(runtime, **overrides)  # type: ignore[arg-type]
+
+    async def close() -> None:
+        try:
+            await runtime.remove_all()
+            await runtime.release_unused()
+            await runtime.aclose()
+            # The engine tears task containers down after their service is gone.
+            settle = docker.DockerClient(base_url=host.url, timeout=60)
+            await asyncio.to_thread(support.settle, settle, runtime.instance_id)
+            settle.close()
+        finally:
+            support.release()
+
+    return Impl(runtime, events, spec, close)
+
+
+#: name -> factory. Add an implementation here.
 IMPLEMENTATIONS: dict[str, Callable[[DockerHostConfig], Awaitable[Impl]]] = {
     "fake": _fake,
     "docker": _docker,
+    "swarm": _swarm,
 }
 
 

@@ -193,7 +193,14 @@ def test_d_warm_pool_takes_a_job_without_a_new_spawn(
             wait_for(lambda: job_status(gitlab_sim, job) == "success", 30, "job on a warm runner")
             taken_by = next(str(j["runner_id"]) for j in gitlab_sim.jobs() if str(j["id"]) == job)
             assert taken_by in warm_ids
-            assert set(containers(instance)) == warm, "no new container was spawned"
+            # No runner was spawned *for the job*. While the job ran, the pool had one idle
+            # runner below min_idle=2, so a reconcile that saw the busy runner may have
+            # started one replacement to keep two warm: that is min_idle working, not a
+            # spawn for the job (it used to depend on whether an activity check happened
+            # to fall inside the 1 s job).
+            now = set(containers(instance))
+            assert warm <= now, "the warm runners are still there"
+            assert len(now - warm) <= 1, f"at most one min_idle replacement, got {now - warm}"
         finally:
             assert daemon.stop() == 0
         assert forge_runners(gitlab_sim) == [], "drain unregistered every runner"

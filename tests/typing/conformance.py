@@ -10,7 +10,9 @@ from __future__ import annotations
 from orchestrator.config import DockerHostConfig
 from orchestrator.planlib import _NoRuntime
 from orchestrator.runtime import ContainerRuntime
+from orchestrator.runtime.composite import CompositeRuntime
 from orchestrator.runtime.docker_engine import DockerRuntime
+from orchestrator.runtime.swarm import SwarmRuntime
 from providers.base import GitHubOptions, GitLabOptions, Provider
 from providers.github import GitHubProvider
 from providers.gitlab import GitLabProvider
@@ -23,6 +25,14 @@ def providers(gitlab: GitLabOptions, github: GitHubOptions, world: FakeWorld) ->
 
 
 def runtimes(world: FakeWorld) -> list[ContainerRuntime]:
-    """The Docker runtime, the fake and the dry-run (``plan``) runtime satisfy
-    :class:`ContainerRuntime`."""
-    return [DockerRuntime("id", [DockerHostConfig(name="local")]), FakeRuntime(world), _NoRuntime()]
+    """The Docker and Swarm runtimes, their router, the fake and the dry-run (``plan``)
+    runtime satisfy :class:`ContainerRuntime`."""
+    docker = DockerRuntime("id", [DockerHostConfig(name="local")])
+    swarm = SwarmRuntime("id", [DockerHostConfig(name="cluster", mode="swarm")])
+    return [
+        docker,
+        swarm,
+        CompositeRuntime("id", [docker, swarm]),
+        FakeRuntime(world),
+        _NoRuntime(),
+    ]

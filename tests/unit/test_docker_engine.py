@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import tarfile
 from datetime import UTC, datetime
+from typing import Any
 
 import docker.errors
 import pytest
@@ -23,12 +24,10 @@ from orchestrator.runtime import (
     HostUnavailable,
     RuntimeFailure,
 )
-from orchestrator.runtime.docker_engine import (
-    LABEL_HOST,
-    DockerRuntime,
-    _credential_tar,
-    _parse_time,
-)
+from orchestrator.runtime.docker_containers import dedupe, parse_time
+from orchestrator.runtime.docker_create import create_kwargs, credential_tar
+from orchestrator.runtime.docker_engine import LABEL_HOST, DockerRuntime
+from orchestrator.runtime.docker_events import to_event
 
 
 def spec(**overrides: object) -> ContainerSpec:
@@ -46,6 +45,13 @@ def spec(**overrides: object) -> ContainerSpec:
     }
     base.update(overrides)
     return ContainerSpec(**base)  # type: ignore[arg-type]
+
+
+def kwargs_for(runtime: DockerRuntime, spec: ContainerSpec, host: str) -> dict[str, Any]:
+    """What the runtime's create path asks ``containers.create`` for (no engine needed)."""
+    return create_kwargs(
+        spec, host, instance_id=runtime.instance_id, network_name=runtime.network_name
+    )
 
 
 @pytest.fixture
@@ -68,7 +74,7 @@ def test_rejects_bad_host_lists() -> None:
 
 
 def test_create_kwargs_hardening_and_file_delivery(runtime: DockerRuntime) -> None:
-    kwargs = runtime._create_kwargs(spec(memory="2g", cpus=1.5, cap_add=("CHOWN",)), "h1")
+    kwargs = kwargs_for(runtime, spec(memory="2g", cpus=1.5, cap_add=("CHOWN",)), "h1")
     assert kwargs["cap_drop"] == ["ALL"]
     assert kwargs["cap_add"] == ["CHOWN"]
     assert kwargs["security_opt"] == ["no-new-privileges:true"]
@@ -95,7 +101,8 @@ def test_create_kwargs_hardening_and_file_delivery(runtime: DockerRuntime) -> No
 
 
 def test_create_kwargs_env_delivery_and_options(runtime: DockerRuntime) -> None:
-    kwargs = runtime._create_kwargs(
+    kwargs = kwargs_for(
+        runtime,
         spec(
             credential_delivery="env",
             env={"A": "1"},
@@ -129,12 +136,12 @@ def test_create_kwargs_env_delivery_and_options(runtime: DockerRuntime) -> None:
         2,
         [["gpu"]],
     )
-    all_gpus = runtime._create_kwargs(spec(gpus="all"), "h1")["device_requests"][0]
+    all_gpus = kwargs_for(runtime, spec(gpus="all"), "h1")["device_requests"][0]
     assert all_gpus["Count"] == -1
 
 
 def test_credential_tar_layout() -> None:
-    with tarfile.open(fileobj=io.BytesIO(_credential_tar("s3cret"))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(credential_tar("s3cret"))) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert set(members) == {"run/runner-orchestrator", "run/runner-orchestrator/credential"}
         assert members["run/runner-orchestrator"].isdir()
@@ -155,7 +162,7 @@ def test_credential_tar_layout() -> None:
     ],
 )
 def test_parse_time(text: str | None, expected: datetime | None) -> None:
-    assert _parse_time(text) == expected
+    assert parse_time(text) == expected
 
 
 def test_event_parsing() -> None:
@@ -165,7 +172,7 @@ def test_event_parsing() -> None:
         "Actor": {"ID": "c1", "Attributes": {"exitCode": "137", LABEL_RUNNER_ID: "r9"}},
         "time": 1,
     }
-    event = DockerRuntime._to_event("h1", raw)
+    event = to_event("h1", raw)
     assert event is not None
     assert (event.host, event.container_id, event.action, event.runner_id, event.exit_code) == (
         "h1",
@@ -174,14 +181,14 @@ def test_event_parsing() -> None:
         "r9",
         137,
     )
-    assert DockerRuntime._to_event("h1", {**raw, "Action": "exec_start: sh"}) is None
+    assert to_event("h1", {**raw, "Action": "exec_start: sh"}) is None
 
 
 def test_dedupe_prefers_the_creating_host() -> None:
     a = ContainerInfo(id="x", name="n", host="alpha", status="running")
     b = ContainerInfo(id="x", name="n", host="beta", status="running")
-    assert DockerRuntime._dedupe([(a, "beta"), (b, "beta")]) == (b,)
-    assert DockerRuntime._dedupe([(a, ""), (b, "")]) == (a,)
+    assert dedupe([(a, "beta"), (b, "beta")]) == (b,)
+    assert dedupe([(a, ""), (b, "")]) == (a,)
 
 
 def test_error_translation(runtime: DockerRuntime) -> None:

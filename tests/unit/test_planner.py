@@ -22,6 +22,7 @@ from orchestrator.models import (
     WaitReason,
 )
 from orchestrator.planner import compute_plan
+from tests.reference_planner import reference_plan
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -623,3 +624,76 @@ def test_a_runner_is_never_counted_for_a_job_of_another_scope(world, up, down) -
         )
         if not wanted and (NOW - r.idle_since).total_seconds() >= p.cooldown_s:
             assert r.id in retired
+
+
+# --- the fast planner against the per-job reference -----------------------------------------
+
+MIXED_TAGS = ["docker", "Docker", "gpu", "amd64", "X64", "aarch64", "self-hosted", "linux"]
+
+
+@st.composite
+def mixed_worlds(draw):  # type: ignore[no-untyped-def]
+    """GitLab and GitHub pools with random labels and platforms; jobs sharing tag sets."""
+    pools = []
+    for i in range(draw(st.integers(1, 5))):
+        github = draw(st.booleans())
+        pools.append(
+            pool(
+                f"p{i}",
+                set(draw(st.lists(st.sampled_from(MIXED_TAGS), max_size=3))),
+                forge="gh" if github else "gl",
+                kind=ForgeKind.GITHUB if github else ForgeKind.GITLAB,
+                max_runners=draw(st.integers(0, 6)),
+                min_idle=draw(st.integers(0, 2)),
+                max_idle=draw(st.none() | st.integers(0, 2)),
+                platform=draw(st.sampled_from(["linux/amd64", "linux/arm64", "auto"])),
+                untagged=draw(st.booleans()),
+                scope_bound=draw(st.booleans()),
+            )
+        )
+    runners = [
+        runner(
+            f"r{i}",
+            draw(st.sampled_from([p.name for p in pools] + ["gone"])),
+            draw(st.sampled_from(STATES)),
+            since_s=draw(st.floats(0, 2000)),
+            platform=draw(st.sampled_from(["", "linux/amd64", "linux/arm64"])),
+            scope=draw(st.sampled_from(["", "o/a", "o/b"])),
+        )
+        for i in range(draw(st.integers(0, 10)))
+    ]
+    tag_sets = draw(st.lists(st.frozensets(st.sampled_from(MIXED_TAGS), max_size=3), min_size=1))
+    jobs = [
+        job(
+            str(i),
+            set(draw(st.sampled_from(tag_sets))),
+            forge=draw(st.sampled_from(["gl", "gh"])),
+            age=draw(st.integers(0, 5)),  # ties in age: the order must still agree
+            scope=draw(st.sampled_from(["o/a", "o/b"])),
+        )
+        for i in range(draw(st.integers(0, 25)))
+    ]
+    paused = draw(st.dictionaries(st.sampled_from(["gl", "gh"]), st.just("down"), max_size=1))
+    unavailable = draw(
+        st.dictionaries(st.sampled_from([p.name for p in pools]), st.just("host down"), max_size=1)
+    )
+    return pools, runners, jobs, paused, unavailable, draw(st.integers(0, 30))
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_worlds(), st.dictionaries(st.sampled_from(["p0", "p1"]), st.integers(0, 3)))
+def test_fast_matching_plans_exactly_like_per_job_matching(world, up) -> None:  # type: ignore[no-untyped-def]
+    """Fault guarded: the precomputed matcher changing any decision of the planner (which
+    pool, which platform, which wait reason and detail, what is created or retired)."""
+    pools, runners, jobs, paused, unavailable, global_max = world
+    args = {
+        "jobs": jobs,
+        "runners": runners,
+        "pools": pools,
+        "now": NOW,
+        "global_max": global_max,
+        "paused_forges": paused,
+        "unavailable_pools": unavailable,
+        "scale_up": up,
+    }
+    assert compute_plan(**args) == reference_plan(**args)
