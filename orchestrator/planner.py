@@ -124,11 +124,16 @@ def compute_plan(
             waiting.append(WaitingJob(job, pool.name, WaitReason.FORGE_PAUSED, paused[pool.forge]))
             continue
         bucket = (pool.name, job_platform(job, pool))
-        scope = job.scope if pool.scope_bound else ""
-        demand[(*bucket, scope)] += 1
-        # A runner of the job's own scope first, then one that serves any scope.
-        slot = next((s for s in ((*bucket, scope), (*bucket, "")) if free[s] > 0), None)
-        if slot is not None:
+        slot = (*bucket, "")  # served by a runner of any scope
+        if pool.scope_bound:
+            # A runner of the job's own scope first, then one that serves any scope.
+            own = (*bucket, job.scope)
+            demand[own] += 1
+            if free[own] > 0:
+                slot = own
+        else:
+            demand[slot] += 1
+        if free[slot] > 0:
             free[slot] -= 1
             waiting.append(WaitingJob(job, pool.name, WaitReason.RUNNER_STARTING))
             continue
