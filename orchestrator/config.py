@@ -850,6 +850,7 @@ class Settings(BaseSettings):
                     ),
                     ephemeral=pool.ephemeral,
                     start_timeout_s=pool.start_timeout_s,
+                    scope_bound=len(forge.runner_scopes()) > 1,
                 )
             )
         return specs

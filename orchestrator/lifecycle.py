@@ -141,6 +141,7 @@ class RunnerLifecycle:
                 forge=spec.forge,
                 platform=request.platform,
                 now=now,
+                scope=scope,
             )
             self.journal.transition(
                 runner_id, RunnerState.REGISTERING, now=now, reason=request.reason

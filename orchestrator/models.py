@@ -145,6 +145,9 @@ class PoolSpec:
     cooldown_s: float
     ephemeral: bool
     start_timeout_s: float = 600.0
+    #: Its forge registers each runner in its job's scope (several repos, projects or
+    #: groups): a runner then serves only jobs of the scope it was registered in.
+    scope_bound: bool = False
 
     @property
     def default_platform(self) -> str:
@@ -172,6 +175,10 @@ class Runner:
     exit_code: int | None = None
     error: str = ""
     logs_tail: str = ""
+    #: The scope (project, ``owner/repo``) of the job it was created for, where a
+    #: scope-bound pool registers it; '' for a warm or manual runner or an older row.
+    #: The planner holds it to that scope only when its pool is ``scope_bound``.
+    scope: str = ""
 
     @property
     def idle_since(self) -> datetime:

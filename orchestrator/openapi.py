@@ -197,6 +197,11 @@ _SCHEMAS: dict[str, Any] = {
             "since": {"type": "string", "format": "date-time"},
             "created_at": _NULLABLE_TIME,
             "platform": {"type": "string"},
+            "scope": {
+                "type": "string",
+                "description": "project or owner/repo it was registered in when its forge"
+                " registers runners in several; empty when it can serve any job of its pool",
+            },
             "host": {"type": "string"},
             "container_id": {"type": "string"},
             "forge_runner_id": {"type": "string"},

@@ -519,6 +519,7 @@ def runner_live(runner: Runner, events: Sequence[Transition], now: datetime) -> 
         ("current job", tag("code", runner.current_job) if runner.current_job else "-"),
         ("last job ended", _when(runner.last_job_ended_at, now)),
         ("platform", runner.platform or "-"),
+        ("scope", runner.scope or "-"),
         ("host", runner.host or "-"),
         ("container", tag("code", runner.container_id[:12]) if runner.container_id else "-"),
         ("forge runner id", runner.forge_runner_id or "-"),

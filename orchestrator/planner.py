@@ -11,13 +11,18 @@ Rules, in the order they are applied:
    platform (requested, registering, starting or idle) if one is left, else by a new
    runner if the pool's max and the global max allow, else it waits with
    ``pool_at_max`` / ``global_max``. Every job appears in ``Plan.waiting`` exactly once,
-   so nothing is silently dropped.
+   so nothing is silently dropped. In a ``scope_bound`` pool (its forge registers each
+   runner in its job's repository or project) a runner with a scope is free only for jobs
+   of that scope: one idle in repo A is no supply for a job in repo B. A runner without a
+   scope (single-scope forges, warm runners, older journal rows) serves any job.
 3. Warm pools: after demand, each pool gets new runners until ``min_idle`` free runners
    remain uncommitted, within the same limits. Operator scale-up requests come last.
 4. Retirement never touches a busy runner. Failed runners and runners stuck starting
    past ``start_timeout_s`` are retired. Idle runners beyond those needed for pending
    jobs and ``min_idle`` are retired when idle longer than the cooldown, or at once when
-   more than ``max_idle`` are idle. Operator scale-down retires idle runners only.
+   more than ``max_idle`` are idle. Operator scale-down retires idle runners only. An
+   idle runner with a scope is kept only for pending jobs of its scope, so demand in B
+   never holds a runner idling in A.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from orchestrator.models import (
 )
 
 Bucket = tuple[str, str]  # (pool name, platform)
+Slot = tuple[str, str, str]  # (pool name, platform, scope): '' serves any scope
 
 
 @dataclasses.dataclass
@@ -70,6 +76,11 @@ def _runner_platform(runner: Runner, pool: PoolSpec | None) -> str:
     return pool.default_platform if pool is not None else DEFAULT_PLATFORM
 
 
+def _runner_scope(runner: Runner, pool: PoolSpec | None) -> str:
+    """The scope a runner is held to: its own in a scope-bound pool, else '' (any)."""
+    return runner.scope if pool is not None and pool.scope_bound else ""
+
+
 def compute_plan(
     *,
     jobs: Iterable[Job],
@@ -93,14 +104,16 @@ def compute_plan(
         pool_room={p.name: max(0, p.max_runners - per_pool[p.name]) for p in pools},
         global_room=max(0, global_max - len(active)),
     )
-    free: Counter[Bucket] = Counter(
-        (r.pool, _runner_platform(r, by_name.get(r.pool))) for r in active if r.state in FREE_STATES
-    )
+    free: Counter[Slot] = Counter()
+    for r in active:
+        if r.state in FREE_STATES:
+            pool_of = by_name.get(r.pool)
+            free[(r.pool, _runner_platform(r, pool_of), _runner_scope(r, pool_of))] += 1
     creates: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     scopes: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     create_counts: Counter[tuple[str, str, str]] = Counter()
     waiting: list[WaitingJob] = []
-    demand: Counter[Bucket] = Counter()
+    demand: Counter[Slot] = Counter()
 
     matcher = PoolMatcher(pools)
     for job in sorted(jobs, key=lambda j: (j.created_at, j.key)):
@@ -113,9 +126,17 @@ def compute_plan(
             waiting.append(WaitingJob(job, pool.name, WaitReason.FORGE_PAUSED, paused[pool.forge]))
             continue
         bucket = (pool.name, match.platform)
-        demand[bucket] += 1
-        if free[bucket] > 0:
-            free[bucket] -= 1
+        slot = (pool.name, match.platform, "")  # served by a runner of any scope
+        if pool.scope_bound:
+            # A runner of the job's own scope first, then one that serves any scope.
+            own = (pool.name, match.platform, job.scope)
+            demand[own] += 1
+            if free[own] > 0:
+                slot = own
+        else:
+            demand[slot] += 1
+        if free[slot] > 0:
+            free[slot] -= 1
             waiting.append(WaitingJob(job, pool.name, WaitReason.RUNNER_STARTING))
             continue
         if pool.name in unavailable:
@@ -142,8 +163,10 @@ def compute_plan(
         if pool.forge in paused or pool.name in unavailable or pool.min_idle <= 0:
             continue
         bucket = (pool.name, pool.default_platform)
-        # free[...] now holds the free runners no pending job has claimed.
-        for _ in range(max(0, pool.min_idle - free[bucket])):
+        # free[...] now holds the free runners no pending job has claimed (any scope: a
+        # scope-bound pool cannot have min_idle > 0, config refuses it).
+        unclaimed = sum(n for (name, platform, _), n in free.items() if (name, platform) == bucket)
+        for _ in range(max(0, pool.min_idle - unclaimed)):
             if capacity.take(pool.name) is not None:
                 break
             create_counts[(bucket[0], bucket[1], "min_idle")] += 1
@@ -178,7 +201,7 @@ def _retirements(
     active: Sequence[Runner],
     pools: Mapping[str, PoolSpec],
     now: datetime,
-    demand: Mapping[Bucket, int],
+    demand: Mapping[Slot, int],
     paused: Mapping[str, str],
     scale_down: Mapping[str, int],
 ) -> list[RetireRequest]:
@@ -203,6 +226,10 @@ def _retirements(
         if runner.state is RunnerState.IDLE:
             idle_by_bucket[(runner.pool, _runner_platform(runner, pool))].append(runner)
 
+    demand_by_bucket: Counter[Bucket] = Counter()
+    for (pool_name, platform, _), count in demand.items():
+        demand_by_bucket[(pool_name, platform)] += count
+
     manual_left = dict(scale_down)
     for (pool_name, platform), idle in idle_by_bucket.items():
         pool = pools[pool_name]
@@ -210,11 +237,25 @@ def _retirements(
         idle.sort(key=lambda r: (r.idle_since, r.id), reverse=True)
         default_platform = pool.default_platform
         warm = pool.min_idle if platform == default_platform else 0
-        reserved = min(len(idle), demand.get((pool_name, platform), 0) + warm)
+        # Kept for pending jobs: a runner with a scope only for jobs of its scope, one
+        # without for any job of the bucket (and the warm ones).
+        room: Counter[str] = Counter()
+        room[""] = demand_by_bucket[(pool_name, platform)] + warm
+        kept: set[str] = set()
+        for runner in idle:
+            scope = _runner_scope(runner, pool)
+            if scope and scope not in room:
+                room[scope] = demand.get((pool_name, platform, scope), 0)
+            if room[scope] > 0:
+                room[scope] -= 1
+                kept.add(runner.id)
+        reserved = len(kept)
         max_idle = pool.max_idle if pool.max_idle is not None else len(idle)
-        for index, runner in enumerate(idle):
-            if index < reserved:
+        index = reserved - 1
+        for runner in idle:
+            if runner.id in kept:
                 continue
+            index += 1
             idle_for = (now - runner.idle_since).total_seconds()
             if index >= max(max_idle, reserved):
                 retire.append(RetireRequest(runner.id, pool_name, "max_idle"))

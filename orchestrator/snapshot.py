@@ -217,6 +217,7 @@ def runner_json(r: Runner) -> dict[str, Any]:
         "since": _iso(r.since),
         "created_at": _iso(r.created_at),
         "platform": r.platform,
+        "scope": r.scope,
         "host": r.host,
         "container_id": r.container_id,
         "forge_runner_id": r.forge_runner_id,

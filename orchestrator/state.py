@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS runners (
     last_job_ended_at TEXT,
     exit_code INTEGER,
     error TEXT NOT NULL DEFAULT '',
-    logs_tail TEXT NOT NULL DEFAULT ''
+    logs_tail TEXT NOT NULL DEFAULT '',
+    scope TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runners_state ON runners(state);
 CREATE TABLE IF NOT EXISTS transitions (
@@ -58,6 +59,18 @@ CREATE TABLE IF NOT EXISTS transitions (
 );
 CREATE INDEX IF NOT EXISTS transitions_runner ON transitions(runner_id);
 """
+
+#: Columns added after the first release, with their definition: a journal written by an
+#: older version gets them on open (``CREATE TABLE IF NOT EXISTS`` leaves its table as is).
+_ADDED_COLUMNS = {"scope": "TEXT NOT NULL DEFAULT ''"}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns an older journal lacks; old rows get the column's default."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(runners)")}
+    for column, definition in _ADDED_COLUMNS.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE runners ADD COLUMN {column} {definition}")
 
 
 class RunnerFields(TypedDict, total=False):
@@ -134,6 +147,8 @@ def _row_to_runner(row: sqlite3.Row) -> Runner:
         exit_code=row["exit_code"],
         error=row["error"],
         logs_tail=row["logs_tail"],
+        # A read-only journal (``plan``) of an older version has no scope column.
+        scope=row["scope"] if "scope" in row.keys() else "",  # noqa: SIM118
     )
 
 
@@ -153,6 +168,7 @@ class Journal:
         # every write on the event loop: 1.7-7 ms each, 5 per spawned runner (benchmarks.md).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        _migrate(self._db)
         self._listeners: list[TransitionListener] = []
 
     @classmethod
@@ -237,13 +253,21 @@ class Journal:
     # --- runners ---------------------------------------------------------------------------
 
     def create(
-        self, *, runner_id: str, name: str, pool: str, forge: str, platform: str, now: datetime
+        self,
+        *,
+        runner_id: str,
+        name: str,
+        pool: str,
+        forge: str,
+        platform: str,
+        now: datetime,
+        scope: str = "",
     ) -> Runner:
         """Journal a new runner in ``requested``, before anything exists outside."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO runners(id, name, pool, forge, state, since, created_at, platform)"
-                " VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runners(id, name, pool, forge, state, since, created_at, platform,"
+                " scope) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     runner_id,
                     name,
@@ -253,6 +277,7 @@ class Journal:
                     _ts(now),
                     _ts(now),
                     platform,
+                    scope,
                 ),
             )
             db.execute(

@@ -56,6 +56,7 @@ def _snapshot(waiting: int = 1) -> Snapshot:
         created_at=NOW - timedelta(minutes=2),
         host="local",
         current_job="gitlab:76",
+        scope="group/<i>app</i>",
     )
     return Snapshot(
         instance_id="test",
@@ -146,6 +147,7 @@ def test_the_runner_page_shows_logs_only_when_given_them() -> None:
     assert 'id="logs-form"' in without and "secret log line" not in without
     text = Page(without).all_text
     assert "busy" in text and "started" in text
+    assert "group/&lt;i&gt;app&lt;/i&gt;" in without  # where it is registered, escaped
     with_logs = page.runner_page(runner, history, NOW, logs="secret log line <b>", management=True)
     assert "secret log line &lt;b&gt;" in with_logs
     disabled = page.runner_page(runner, history, NOW, logs=None, management=False)

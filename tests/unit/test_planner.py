@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.labels import job_platform
 from orchestrator.models import (
+    FREE_STATES,
     ForgeKind,
     Job,
+    Plan,
     PoolSpec,
     Runner,
     RunnerState,
@@ -35,6 +40,7 @@ def pool(
     platform: str = "linux/amd64",
     untagged: bool = False,
     ephemeral: bool = True,
+    scope_bound: bool = False,
 ) -> PoolSpec:
     return PoolSpec(
         name=name,
@@ -49,14 +55,15 @@ def pool(
         cooldown_s=cooldown,
         ephemeral=ephemeral,
         start_timeout_s=600,
+        scope_bound=scope_bound,
     )
 
 
-def job(jid: str, tags: set[str], *, forge: str = "gl", age: float = 10) -> Job:
+def job(jid: str, tags: set[str], *, forge: str = "gl", age: float = 10, scope: str = "p") -> Job:
     return Job(
         forge=forge,
         id=jid,
-        scope="p",
+        scope=scope,
         tags=frozenset(tags),
         created_at=NOW - timedelta(seconds=age),
     )
@@ -70,6 +77,7 @@ def runner(
     since_s: float = 0,
     platform: str = "linux/amd64",
     last_job_s: float | None = None,
+    scope: str = "",
 ) -> Runner:
     return Runner(
         id=rid,
@@ -81,6 +89,7 @@ def runner(
         created_at=NOW - timedelta(hours=1),
         platform=platform,
         last_job_ended_at=None if last_job_s is None else NOW - timedelta(seconds=last_job_s),
+        scope=scope,
     )
 
 
@@ -367,6 +376,104 @@ def test_auto_platform_pool_picks_arch_per_job() -> None:
     ]
 
 
+# --- runner scopes (several repositories / projects on one forge) ----------------------------
+
+#: A pool whose forge registers every runner in its job's repository: scope-bound.
+REPOS = pool("repos", {"docker"}, forge="gh", kind=ForgeKind.GITHUB, scope_bound=True)
+#: The same pool on a forge with one runner scope: any runner serves any job.
+ONE = pool("repos", {"docker"}, forge="gh", kind=ForgeKind.GITHUB)
+
+
+def scoped_runner(rid: str, scope: str, state: RunnerState, *, since_s: float = 0) -> Runner:
+    return runner(rid, "repos", state, since_s=since_s, scope=scope)
+
+
+@pytest.mark.parametrize(
+    ("case", "pools", "runners", "jobs", "want_created_for", "want_retired"),
+    [
+        (
+            "idle in A is no supply for a job in B: B gets its own, A's retires after cooldown",
+            [REPOS],
+            [scoped_runner("ra", "o/a", RunnerState.IDLE, since_s=400)],
+            [job("1", {"docker"}, forge="gh", scope="o/b")],
+            ["o/b"],
+            {"ra": "cooldown"},
+        ),
+        (
+            "idle in A within its cooldown stays, B still gets its own",
+            [REPOS],
+            [scoped_runner("ra", "o/a", RunnerState.IDLE, since_s=10)],
+            [job("1", {"docker"}, forge="gh", scope="o/b")],
+            ["o/b"],
+            {},
+        ),
+        (
+            "a runner starting in A does not cover B",
+            [REPOS],
+            [scoped_runner("ra", "o/a", RunnerState.STARTING)],
+            [job("1", {"docker"}, forge="gh", scope="o/b")],
+            ["o/b"],
+            {},
+        ),
+        (
+            "idle in A serves A's job and is kept past its cooldown",
+            [REPOS],
+            [scoped_runner("ra", "o/a", RunnerState.IDLE, since_s=400)],
+            [job("1", {"docker"}, forge="gh", scope="o/a")],
+            [],
+            {},
+        ),
+        (
+            "A's job and B's job: A's idle runner covers A's, B gets a new one",
+            [REPOS],
+            [scoped_runner("ra", "o/a", RunnerState.IDLE, since_s=400)],
+            [
+                job("1", {"docker"}, forge="gh", scope="o/b", age=20),
+                job("2", {"docker"}, forge="gh", scope="o/a", age=10),
+            ],
+            ["o/b"],
+            {},
+        ),
+        (
+            "a runner without a scope (older journal row) serves any scope, as before",
+            [REPOS],
+            [scoped_runner("r0", "", RunnerState.IDLE, since_s=400)],
+            [job("1", {"docker"}, forge="gh", scope="o/b")],
+            [],
+            {},
+        ),
+        (
+            "single-scope forge: the scope is not looked at, the idle runner covers B",
+            [ONE],
+            [scoped_runner("ra", "o/a", RunnerState.IDLE, since_s=400)],
+            [job("1", {"docker"}, forge="gh", scope="o/b")],
+            [],
+            {},
+        ),
+    ],
+)
+def test_scope_table(case, pools, runners, jobs, want_created_for, want_retired) -> None:  # type: ignore[no-untyped-def]
+    plan = compute_plan(jobs=jobs, runners=runners, pools=pools, now=NOW, global_max=10)
+    assert [s for c in plan.create for s in c.scopes] == want_created_for, case
+    assert {r.runner_id: r.reason for r in plan.retire} == want_retired, case
+    assert {w.reason for w in plan.waiting} <= {WaitReason.RUNNER_STARTING}, case
+
+
+def test_an_idle_runner_left_in_a_retires_while_b_keeps_waiting_at_max() -> None:
+    """The bug: B's demand kept A's idle runner from retiring, so B waited forever."""
+    full = dataclasses.replace(REPOS, max_runners=1)
+    plan = compute_plan(
+        jobs=[job("1", {"docker"}, forge="gh", scope="o/b")],
+        runners=[scoped_runner("ra", "o/a", RunnerState.IDLE, since_s=400)],
+        pools=[full],
+        now=NOW,
+        global_max=10,
+    )
+    assert plan.create == ()
+    assert [w.reason for w in plan.waiting] == [WaitReason.POOL_AT_MAX]
+    assert [(r.runner_id, r.reason) for r in plan.retire] == [("ra", "cooldown")]
+
+
 # --- hypothesis invariants ------------------------------------------------------------------
 
 STATES = [s for s in RunnerState if s is not RunnerState.REMOVED]
@@ -427,6 +534,10 @@ def worlds(draw):  # type: ignore[no-untyped-def]
     st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 5)),
 )
 def test_invariants(world, up, down) -> None:  # type: ignore[no-untyped-def]
+    check_invariants(world, up, down)
+
+
+def check_invariants(world, up, down) -> Plan:  # type: ignore[no-untyped-def]
     pools, runners, jobs, global_max = world
     plan = compute_plan(
         jobs=jobs,
@@ -453,6 +564,66 @@ def test_invariants(world, up, down) -> None:  # type: ignore[no-untyped-def]
     # Idle runners are only retired when not needed for min_idle.
     for r in plan.retire:
         assert r.reason in {"cooldown", "max_idle", "failed", "start_timeout", "manual"}
+    return plan
+
+
+@st.composite
+def scoped_worlds(draw):  # type: ignore[no-untyped-def]
+    """Worlds where pools a and c are scope-bound (b is not) and everything has a scope."""
+    pools, runners, jobs, global_max = draw(worlds())
+    pools = [
+        p if p.name == "b" else dataclasses.replace(p, scope_bound=True, min_idle=0) for p in pools
+    ]
+    runners = [dataclasses.replace(r, scope=draw(st.sampled_from(["", "A", "B"]))) for r in runners]
+    jobs = [dataclasses.replace(j, scope=draw(st.sampled_from(["A", "B"]))) for j in jobs]
+    return pools, runners, jobs, global_max
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scoped_worlds(),
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 5)),
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 5)),
+)
+def test_a_runner_is_never_counted_for_a_job_of_another_scope(world, up, down) -> None:  # type: ignore[no-untyped-def]
+    pools, runners, jobs, _ = world
+    plan = check_invariants(world, up, down)
+    by_name = {p.name: p for p in pools}
+    # Per (pool, platform, scope): jobs told a runner is on its way, runners free for them.
+    covered: Counter[tuple[str, str, str]] = Counter()
+    for w in plan.waiting:
+        if w.reason is WaitReason.RUNNER_STARTING and w.pool is not None:
+            p = by_name[w.pool]
+            covered[(p.name, job_platform(w.job, p), w.job.scope)] += 1
+    for c in plan.create:
+        for scope in c.scopes:
+            covered[(c.pool, c.platform, scope)] -= 1  # a new runner of its own scope
+    free: Counter[tuple[str, str, str]] = Counter()
+    for r in runners:
+        if r.state in FREE_STATES:
+            free[(r.pool, r.platform, r.scope if by_name[r.pool].scope_bound else "")] += 1
+    for p in pools:
+        if not p.scope_bound:
+            continue
+        for platform in {k[1] for k in covered if k[0] == p.name}:
+            # Jobs of scope S beyond S's own free runners draw on the scope-less ones only.
+            short = sum(
+                max(0, covered[(p.name, platform, s)] - free[(p.name, platform, s)])
+                for s in ("A", "B")
+            )
+            assert short <= free[(p.name, platform, "")]
+    # An idle runner held to a scope no pending job of its pool has retires after cooldown.
+    retired = {r.runner_id for r in plan.retire}
+    for r in runners:
+        p = by_name[r.pool]
+        if not (p.scope_bound and r.scope and r.state is RunnerState.IDLE):
+            continue
+        wanted = any(
+            w.pool == p.name and w.job.scope == r.scope and job_platform(w.job, p) == r.platform
+            for w in plan.waiting
+        )
+        if not wanted and (NOW - r.idle_since).total_seconds() >= p.cooldown_s:
+            assert r.id in retired
 
 
 # --- the fast planner against the per-job reference -----------------------------------------
@@ -477,6 +648,7 @@ def mixed_worlds(draw):  # type: ignore[no-untyped-def]
                 max_idle=draw(st.none() | st.integers(0, 2)),
                 platform=draw(st.sampled_from(["linux/amd64", "linux/arm64", "auto"])),
                 untagged=draw(st.booleans()),
+                scope_bound=draw(st.booleans()),
             )
         )
     runners = [
@@ -486,6 +658,7 @@ def mixed_worlds(draw):  # type: ignore[no-untyped-def]
             draw(st.sampled_from(STATES)),
             since_s=draw(st.floats(0, 2000)),
             platform=draw(st.sampled_from(["", "linux/amd64", "linux/arm64"])),
+            scope=draw(st.sampled_from(["", "o/a", "o/b"])),
         )
         for i in range(draw(st.integers(0, 10)))
     ]
@@ -496,6 +669,7 @@ def mixed_worlds(draw):  # type: ignore[no-untyped-def]
             set(draw(st.sampled_from(tag_sets))),
             forge=draw(st.sampled_from(["gl", "gh"])),
             age=draw(st.integers(0, 5)),  # ties in age: the order must still agree
+            scope=draw(st.sampled_from(["o/a", "o/b"])),
         )
         for i in range(draw(st.integers(0, 25)))
     ]

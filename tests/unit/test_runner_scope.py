@@ -12,9 +12,10 @@ import pytest
 
 from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.metrics import Metrics
-from orchestrator.models import ForgeKind, Job, PoolSpec
+from orchestrator.models import ForgeKind, Job, PoolSpec, RunnerState
 from orchestrator.planner import compute_plan
 from orchestrator.reconciler import Reconciler
+from orchestrator.snapshot import runner_json
 from orchestrator.state import Journal
 from providers.base import PendingJob, Registration, RunnerRequest
 from tests.conftest import Clock
@@ -68,6 +69,12 @@ async def test_each_runner_request_carries_the_scope_of_the_job_it_is_for(
 
     assert (await reconciler.run_once()).created == 2
     assert sorted(r.scope for r in forge.requests) == ["group/app", "group/lib"]
+    # ... and is journalled with it (the planner holds the runner to it; /runners shows it).
+    assert sorted(r.scope for r in reconciler.journal.active()) == ["group/app", "group/lib"]
+    assert sorted(runner_json(r)["scope"] for r in reconciler.journal.active()) == [
+        "group/app",
+        "group/lib",
+    ]
 
 
 def test_the_plan_names_the_scope_of_every_job_it_creates_a_runner_for() -> None:
@@ -133,9 +140,18 @@ def test_one_runner_scope_keeps_warm_and_reusable_runners(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _env(monkeypatch, **GITHUB, GITHUB_ORG="acme", MIN_RUNNERS="1", RUNNER_EPHEMERAL="false")
-    assert load_settings().pool_specs()[0].min_idle == 1  # the org runner serves both
+    spec = load_settings().pool_specs()[0]
+    assert (spec.min_idle, spec.scope_bound) == (1, False)  # the org runner serves both
     _env(monkeypatch, **{**GITHUB, "GITHUB_REPO": "acme/app"}, MIN_RUNNERS="1")
-    assert load_settings().pool_specs()[0].min_idle == 1
+    spec = load_settings().pool_specs()[0]
+    assert (spec.min_idle, spec.scope_bound) == (1, False)
+
+
+def test_runners_of_several_repositories_are_scope_bound_in_the_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(monkeypatch, **GITHUB)
+    assert load_settings().pool_specs()[0].scope_bound
 
 
 def test_several_gitlab_projects_refuse_warm_runners_unless_one_group_serves_them(
@@ -146,3 +162,48 @@ def test_several_gitlab_projects_refuse_warm_runners_unless_one_group_serves_the
         make_settings(gitlab_projects=["g/a", "g/b"], pools=pools)
     forge = {"kind": "gitlab", "url": "http://gitlab.test", "groups": ["g"]}
     assert make_settings(forges=[forge], pools=pools).pools[0].min_idle == 1
+
+
+async def test_a_runner_idle_in_one_project_neither_covers_nor_blocks_a_job_in_another(
+    make_settings: Callable[..., Settings], clock: Clock
+) -> None:
+    # Two projects, each runner registered in its job's project. A's job is cancelled
+    # while its runner starts; the runner idles in A. A job then arrives in B: before,
+    # the planner counted A's idle runner for it (nothing created) and B's demand kept
+    # that runner from retiring, so B waited forever.
+    settings = make_settings(
+        gitlab_projects=["group/app", "group/lib"],
+        pools=[{"name": "p", "labels": ["docker"], "max_runners": 5, "cooldown_s": 60}],
+    )
+    world = FakeWorld()
+    scopes: dict[str, str] = {}
+    forge = ScopedForge(world, scopes)
+    journal = Journal(settings.journal_path)
+    reconciler = Reconciler(
+        settings=settings,
+        journal=journal,
+        providers={"gitlab": forge},
+        runtime=FakeRuntime(world),
+        metrics=Metrics(),
+        instance_id="test",
+        clock=clock,
+        nudge=lambda: None,
+    )
+    in_app = world.add_job("gitlab", ["docker"], created_at=clock.now)
+    scopes[in_app] = "group/app"
+    assert (await reconciler.run_once()).created == 1
+    world.jobs[in_app].status = "canceled"
+    clock.advance(5)
+    await reconciler.run_once()
+    (app_runner,) = journal.active()
+    assert (app_runner.scope, app_runner.state) == ("group/app", RunnerState.IDLE)
+
+    in_lib = world.add_job("gitlab", ["docker"], created_at=clock.now)
+    scopes[in_lib] = "group/lib"
+    assert (await reconciler.run_once()).created == 1
+    assert [r.scope for r in forge.requests] == ["group/app", "group/lib"]
+
+    clock.advance(61)  # past the cooldown, B's job still pending
+    await reconciler.run_once()
+    assert journal.get(app_runner.id).state is RunnerState.REMOVED
+    assert [r.scope for r in journal.active()] == ["group/lib"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,3 +83,38 @@ def test_prune_forgets_old_removed_rows(tmp_path: Path) -> None:
     journal.transition("r1", RunnerState.REMOVED, now=T0)
     assert journal.prune(T0 + timedelta(days=1)) == 1
     assert journal.recent() == []
+
+
+#: The runners table as the first release wrote it (no ``scope`` column).
+_OLD_RUNNERS = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runners (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, pool TEXT NOT NULL, forge TEXT NOT NULL,
+    state TEXT NOT NULL, since TEXT NOT NULL, created_at TEXT NOT NULL,
+    platform TEXT NOT NULL DEFAULT '', host TEXT NOT NULL DEFAULT '',
+    container_id TEXT NOT NULL DEFAULT '', forge_runner_id TEXT NOT NULL DEFAULT '',
+    current_job TEXT NOT NULL DEFAULT '', last_job_ended_at TEXT, exit_code INTEGER,
+    error TEXT NOT NULL DEFAULT '', logs_tail TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO runners(id, name, pool, forge, state, since, created_at)
+    VALUES('old', 'ro-x-a-old', 'a', 'gh', 'idle', '2026-11-23T12:00:00+00:00',
+           '2026-11-23T12:00:00+00:00');
+"""
+
+
+def test_a_journal_of_an_older_version_opens_and_gains_the_scope_column(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    old = sqlite3.connect(path)
+    old.executescript(_OLD_RUNNERS)
+    old.close()
+    # Read-only (``plan``) before any migration: the row reads with an empty scope.
+    assert Journal.open_read_only(path).get("old").scope == ""
+
+    journal = Journal(path)
+    assert journal.get("old").scope == ""  # the old runner serves any job, as before
+    journal.create(
+        runner_id="new", name="n", pool="a", forge="gh", platform="", now=T0, scope="o/app"
+    )
+    journal.close()
+    reopened = Journal(path)  # a second open finds the column and leaves it alone
+    assert {r.id: r.scope for r in reopened.active()} == {"old": "", "new": "o/app"}
