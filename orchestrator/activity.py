@@ -4,10 +4,21 @@ Asked only for runners whose view is older than ~one poll interval (and right be
 retirement, for the one runner concerned), batched per forge, skipped for paused forges,
 each forge call under the tracker's deadline. A runner seen taking a job proves its pool
 healthy (see :class:`orchestrator.backoff.SpawnBackoff`).
+
+Like the job polls (:mod:`orchestrator.forges`), each forge's check is its own task and a
+reconcile waits for them at most the tracker's ``poll_grace_s``: a forge trickling on its
+runner endpoints must not hold the reconcile (every other forge, the Docker side) for up
+to ``FORGE_CALL_TIMEOUT``. A check still running after the grace keeps going; its runners
+keep their previous view, and its answer is applied by a later :meth:`refresh` (always
+under the reconcile lock: the task only asks, it never writes the journal). At most one
+check per forge is in flight. While a forge's check is unanswered its runners' activity is
+*unknown*, and :meth:`refresh` says so: a retirement never unregisters on an unknown.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -15,13 +26,23 @@ import structlog
 
 from orchestrator.forges import ForgeTracker
 from orchestrator.models import Runner, RunnerState
-from orchestrator.state import Journal, RunnerFields
+from orchestrator.state import Journal, RunnerFields, UnknownRunner
 from providers.base import RunnerActivity, RunnerRef
 from providers.errors import ProviderAuthError, ProviderError
 
 log = structlog.get_logger("orchestrator.activity")
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclasses.dataclass
+class _Check:
+    """One forge's activity check in flight: whom it asked, when, and the request task."""
+
+    runners: list[Runner]
+    refs: list[RunnerRef]
+    asked_at: datetime
+    task: asyncio.Task[Sequence[RunnerActivity]]
 
 
 class ActivitySync:
@@ -42,6 +63,7 @@ class ActivitySync:
         self.on_job_taken = on_job_taken
         self._looked_at: dict[str, datetime] = {}
         self._name_ids: dict[str, str] = {}
+        self._checks: dict[str, _Check] = {}  # forge -> its check in flight
 
     def forge_ref(self, runner: Runner) -> RunnerRef:
         """How the provider finds this runner: its forge id, else its name (a runner that
@@ -60,8 +82,13 @@ class ActivitySync:
     def forget_all_looks(self) -> None:
         self._looked_at.clear()
 
-    async def refresh(self, *, only: Sequence[Runner] | None = None) -> None:
-        """Ask the forges about stale runners (or exactly ``only``) and journal the answer."""
+    async def refresh(self, *, only: Sequence[Runner] | None = None) -> frozenset[str]:
+        """Ask the forges about stale runners (or exactly ``only``) and journal the answer.
+
+        Returns the forges whose check has not answered within the grace: their runners'
+        activity is unknown this round (a retirement must keep them). Late answers of
+        earlier rounds are applied first."""
+        self._collect()
         now = self.clock()
         stale = timedelta(seconds=max(1.0, self.forges.limits.poll_interval_s * 0.9))
         candidates = (
@@ -78,11 +105,45 @@ class ActivitySync:
         for runner in candidates:
             if runner.forge in self.forges.forges and not self.forges.is_paused(runner.forge):
                 by_forge.setdefault(runner.forge, []).append(runner)
+        asked: set[str] = set()
         for forge_name, runners in by_forge.items():
+            asked.add(forge_name)
+            if forge_name in self._checks:
+                continue  # its previous check still runs: no second one piles up
             provider = self.forges.forges[forge_name].provider
             refs = [self.forge_ref(r) for r in runners]
+            task = asyncio.create_task(
+                self.forges.call(provider.runner_activity(refs)),
+                name=f"activity-{forge_name}",
+            )
+            self._checks[forge_name] = _Check(runners, refs, now, task)
+        tasks = [self._checks[f].task for f in asked if f in self._checks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.forges.limits.poll_grace_s)
+        self._collect()
+        return frozenset(asked & self._checks.keys())
+
+    def pending(self, forge: str) -> bool:
+        """True while the forge's activity check is still unanswered."""
+        return forge in self._checks
+
+    async def aclose(self) -> None:
+        """Cancel checks still in flight (shutdown)."""
+        tasks = [c.task for c in self._checks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._checks.clear()
+
+    def _collect(self) -> None:
+        """Apply every finished check (the caller holds the reconcile lock). An exception
+        that is not a :class:`ProviderError` is a bug and is raised here."""
+        for forge_name, check in list(self._checks.items()):
+            if not check.task.done():
+                continue
+            del self._checks[forge_name]
             try:
-                activity = await self.forges.call(provider.runner_activity(refs))
+                activity = check.task.result()
             except ProviderAuthError as exc:
                 self.forges.auth_failed(forge_name, exc)
                 continue
@@ -90,9 +151,15 @@ class ActivitySync:
                 log.warning("forge.activity_failed", forge=forge_name, error=str(exc))
                 continue
             by_ref = {a.forge_runner_id: a for a in activity}
-            for runner, ref, act in zip(runners, refs, activity, strict=False):
+            for asked, ref, act in zip(check.runners, check.refs, activity, strict=False):
+                try:
+                    runner = self.journal.get(asked.id)  # as it is now, not as asked
+                except UnknownRunner:
+                    continue
+                if runner.state not in {RunnerState.IDLE, RunnerState.BUSY}:
+                    continue  # retired or ended meanwhile: a late answer has no say
                 found = by_ref.get(str(ref)) or by_ref.get(runner.forge_runner_id) or act
-                self._apply(runner, found, now)
+                self._apply(runner, found, check.asked_at)
 
     def _apply(self, runner: Runner, act: RunnerActivity, now: datetime) -> None:
         self._looked_at[runner.id] = now

@@ -310,7 +310,10 @@ class RunnerLifecycle:
             return False  # never retire a busy runner
         provider = self.forges.provider(runner.forge)
         if runner.state is RunnerState.IDLE and not force and provider is not None:
-            await self.activity.refresh(only=[runner])
+            if runner.forge in await self.activity.refresh(only=[runner]):
+                # The forge did not answer within the grace: never unregister on an unknown.
+                log.info("retire.skipped_unknown", runner=runner.id, pool=runner.pool)
+                return False
             runner = self.journal.get(runner.id)
             if runner.state is RunnerState.BUSY:
                 log.info("retire.skipped_busy", runner=runner.id, pool=runner.pool)

@@ -13,7 +13,9 @@ The parts it drives, each owning (and pruning) its own state:
 One :meth:`Reconciler.run_once`, in this order:
 
 1. **supply**: the runtime's containers, settled (exited/vanished containers retire
-   their runner; orphans are removed); then busy/idle of runners whose view is stale.
+   their runner; orphans are removed); then busy/idle of runners whose view is stale
+   (each forge's check its own task, waited for a short grace like the polls; a slower
+   forge's runners keep their last view and are not retired this round).
 2. **demand**: every forge's pending jobs (each forge's poll its own task; the reconcile
    waits a short grace, a slower forge keeps its last view). Supply first, so a job a
    runner takes after we looked at the runner is never counted twice; jobs a runner is
@@ -206,7 +208,8 @@ class Reconciler:
         return runner.logs_tail
 
     async def aclose(self) -> None:
-        """Stop polls still in flight (shutdown)."""
+        """Stop polls and activity checks still in flight (shutdown)."""
+        await self.lifecycle.activity.aclose()
         await self.forges.aclose()
 
     # --- recovery, garbage collection and drain ------------------------------------------------
