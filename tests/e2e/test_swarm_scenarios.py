@@ -141,7 +141,7 @@ def test_s1_gitlab_job_on_a_swarm_service_then_nothing_is_left(
             # After the cooldown the amd64 runner is unregistered and its service removed.
             wait_for(
                 lambda: not containers(instance, pool="amd64")
-                and not any(r["name"].endswith("amd64") for r in forge_runners(gitlab_sim)),
+                and not any("-amd64-" in r["description"] for r in forge_runners(gitlab_sim)),
                 60,
                 "amd64 runner retired",
             )
