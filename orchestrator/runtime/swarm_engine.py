@@ -18,7 +18,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import docker.tls
 import requests.exceptions
 
 from orchestrator.config import DockerHostConfig
@@ -31,12 +30,13 @@ from orchestrator.runtime import (
     RuntimeFailure,
     labels_for,
 )
+from orchestrator.runtime.docker_hosts import make_client
 from orchestrator.runtime.swarm_spec import parse_time
 
 HOST_RETRY_S = 2.0
 EVENTS_BACKOFF_S = (0.5, 30.0)
-API_TIMEOUT_S = 60
-CONNECT_TIMEOUT_S = 10
+#: the docker SDK's default connection pool size, which this runtime always used
+_POOL_SIZE = 10
 #: A secret of ours that no service uses is removed once it is this old (younger ones may
 #: belong to a ``create`` in flight).
 SECRET_GRACE_S = 120.0
@@ -88,31 +88,14 @@ class Endpoint:
 
 
 def connect(config: DockerHostConfig) -> Any:
-    """Client for one endpoint, checked to be a swarm manager (blocking)."""
-    tls: Any = False
-    if config.tls_ca or config.tls_cert or config.tls_key:
-        cert = (
-            (str(config.tls_cert), str(config.tls_key))
-            if config.tls_cert and config.tls_key
-            else None
-        )
-        tls = docker.tls.TLSConfig(
-            client_cert=cert,
-            ca_cert=str(config.tls_ca) if config.tls_ca else None,
-            verify=config.tls_verify,
-        )
-    client = docker.DockerClient(
-        base_url=config.url,
-        tls=tls,
-        timeout=CONNECT_TIMEOUT_S,
-        use_ssh_client=config.url.startswith("ssh://"),
-    )
+    """Client for one endpoint, checked to be a swarm manager (blocking). The client itself
+    (TLS, ssh, timeouts, ping) is built as for a container host."""
+    client = make_client(config, max_pool_size=_POOL_SIZE)
     try:
         check_manager(client)
     except BaseException:
         client.close()
         raise
-    client.api.timeout = API_TIMEOUT_S
     return client
 
 
