@@ -36,7 +36,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from orchestrator import openapi, page
+from orchestrator import openapi, page, runnerpage
 from orchestrator.config import Settings
 from orchestrator.events import event_json
 from orchestrator.httpinput import (
@@ -51,6 +51,7 @@ from orchestrator.httpinput import (
 )
 from orchestrator.httpserver import HttpServer, InFlight, RateLimiter, serve
 from orchestrator.logging import redact_text
+from orchestrator.markup import HEADERS as PAGE_HEADERS
 from orchestrator.metrics import Metrics
 from orchestrator.models import RunnerState
 from orchestrator.reconciler import Reconciler
@@ -205,11 +206,11 @@ async def events(request: web.Request) -> web.Response:
     return web.json_response({"events": [event_json(e) for e in found]})
 
 
-# --- the status page (orchestrator/page.py renders, from the snapshot and the journal) ----
+# --- the pages (page.py and runnerpage.py render, from the snapshot and the journal) -----
 
 
 def _html(markup: str, status: int = 200) -> web.Response:
-    return web.Response(text=markup, status=status, content_type="text/html", headers=page.HEADERS)
+    return web.Response(text=markup, status=status, content_type="text/html", headers=PAGE_HEADERS)
 
 
 def _part(request: web.Request) -> bool:
@@ -245,11 +246,11 @@ async def runner_page(request: web.Request) -> web.Response:
     try:
         runner = journal.get(runner_id)
     except UnknownRunner:
-        return _html(page.not_found_page(f"No runner {runner_id[:100]!r}."), status=404)
+        return _html(runnerpage.not_found_page(f"No runner {runner_id[:100]!r}."), status=404)
     history = journal.events(runner_id=runner_id, limit=MAX_EVENTS)
     now = datetime.now(UTC)
     if live:
-        return _html(page.runner_live(runner, history, now))
+        return _html(runnerpage.runner_live(runner, history, now))
     logs = None
     if "Authorization" in request.headers:
         denied = _authorize(request)
@@ -258,7 +259,9 @@ async def runner_page(request: web.Request) -> web.Response:
         logs = redact_text(await request.app[RECONCILER].logs(runner_id, 200))
     settings = request.app[SETTINGS]
     return _html(
-        page.runner_page(runner, history, now, logs=logs, management=settings.management_enabled)
+        runnerpage.runner_page(
+            runner, history, now, logs=logs, management=settings.management_enabled
+        )
     )
 
 
