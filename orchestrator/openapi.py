@@ -34,7 +34,7 @@ def _html(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
-#: Answers any route can give, whatever it does (see web.py middlewares).
+#: Answers any route can give, whatever it does (see the middlewares in web/base.py).
 _COMMON = {"421": response_ref("MisdirectedHost")}
 
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
