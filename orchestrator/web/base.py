@@ -22,6 +22,7 @@ from orchestrator.reconciler import Reconciler
 from orchestrator.state import Journal
 from providers.base import Provider
 
+#: The one logger of the HTTP API (every route group logs as "orchestrator.web").
 log = structlog.get_logger("orchestrator.web")
 
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler", Reconciler)

@@ -7,7 +7,6 @@ reconcile, which it nudges at once.
 
 from __future__ import annotations
 
-import structlog
 from aiohttp import web
 
 from orchestrator.httpinput import BadBody, parse_json, read_body
@@ -15,10 +14,7 @@ from orchestrator.logging import redact_text
 from orchestrator.models import RunnerState
 from orchestrator.snapshot import runner_json
 from orchestrator.state import UnknownRunner
-from orchestrator.web.base import RECONCILER, SETTINGS, authorize, json_error
-
-log = structlog.get_logger("orchestrator.web")
-
+from orchestrator.web.base import RECONCILER, SETTINGS, authorize, json_error, log
 
 #: Management bodies are tiny; anything bigger is a mistake or an attack.
 MANAGEMENT_BODY_BYTES = 16 * 1024

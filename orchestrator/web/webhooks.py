@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
-import structlog
 from aiohttp import web
 
 from orchestrator.httpinput import BadBody, read_body
-from orchestrator.web.base import METRICS, PROVIDERS, RECONCILER, SETTINGS, json_error
+from orchestrator.web.base import METRICS, PROVIDERS, RECONCILER, SETTINGS, json_error, log
 from providers.base import Provider
 from providers.errors import ProviderError, WebhookRejected
-
-log = structlog.get_logger("orchestrator.web")
 
 #: Answer a webhook within this many seconds, whatever the forge lookup behind it does.
 WEBHOOK_ANSWER_S = 5.0
