@@ -37,11 +37,12 @@ from aiohttp import web
 
 from orchestrator.config import Settings
 from orchestrator.httpinput import allowed_hosts
-from orchestrator.httpserver import HttpServer, serve
+from orchestrator.httpserver import HttpServer, RateLimiter, serve
 from orchestrator.metrics import Metrics
 from orchestrator.reconciler import Reconciler
 from orchestrator.web.base import (
     ALLOWED_HOSTS,
+    AUTH_LOG,
     IN_FLIGHT,
     JOURNAL,
     LAST_TICK,
@@ -79,6 +80,7 @@ def create_app(
     app[METRICS] = metrics_
     app[PROVIDERS] = providers
     app[LAST_TICK] = last_tick
+    app[AUTH_LOG] = RateLimiter()
     reads: dict[str, Any] = {
         "health": health,
         "ready": ready,

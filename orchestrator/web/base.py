@@ -101,8 +101,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 MIDDLEWARES = (_in_flight, _errors, _host_check)
 
 
-#: Failed management logins: one log line per minute, all counted in the metric.
-_AUTH_LOG = RateLimiter()
+#: Failed management logins: one log line per minute per app, all counted in the metric.
+AUTH_LOG: web.AppKey[RateLimiter] = web.AppKey("auth_log", RateLimiter)
 
 
 def authorize(request: web.Request) -> web.Response | None:
@@ -119,7 +119,7 @@ def authorize(request: web.Request) -> web.Response | None:
         given.strip().encode(), token.get_secret_value().encode()
     ):
         request.app[METRICS].auth_failures.inc()
-        suppressed = _AUTH_LOG.allow("auth")
+        suppressed = request.app[AUTH_LOG].allow("auth")
         if suppressed is not None:
             log.warning(
                 "management.auth_failed",
