@@ -160,7 +160,7 @@ def make_client(config: DockerHostConfig, max_pool_size: int) -> Any:
 def close(host: Host) -> None:
     """Close the host's client (its watcher already stopped); the host reads as closed."""
     if host.client is not None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*SDK_ERRORS):
             host.client.close()
         host.client = None
     host.ok = False
@@ -330,6 +330,8 @@ class HostPool:
             host.stop.set()
             stream = host.stream
             if stream is not None:
+                # Best effort, racing the reader thread: the SDK's close reads the response
+                # the reader may be tearing down (an AttributeError on its ``_fp`` then).
                 with contextlib.suppress(Exception):
                     stream.close()
         for host in self._hosts.values():

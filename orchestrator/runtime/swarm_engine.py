@@ -30,11 +30,11 @@ from orchestrator.runtime import (
     RuntimeFailure,
     labels_for,
 )
+from orchestrator.runtime.docker_events import read_events
 from orchestrator.runtime.docker_hosts import make_client
 from orchestrator.runtime.swarm_spec import parse_time
 
 HOST_RETRY_S = 2.0
-EVENTS_BACKOFF_S = (0.5, 30.0)
 #: the docker SDK's default connection pool size, which this runtime always used
 _POOL_SIZE = 10
 #: A secret of ours that no service uses is removed once it is this old (younger ones may
@@ -162,32 +162,13 @@ def watch(
     loop: asyncio.AbstractEventLoop,
     on_event: EventCallback,
 ) -> None:
-    """Thread: read container and service events until ``stop``; reopen with backoff."""
-    since = int(time.time())
-    backoff = EVENTS_BACKOFF_S[0]
-    filters = {"type": ["container", "service"]}
-    while not stop.is_set():
-        try:
-            stream = client.events(decode=True, filters=filters, since=since)
-            ep.stream = stream
-            ep.watching.set()
-            if stop.is_set():
-                stream.close()
-                return
-            for raw in stream:
-                backoff = EVENTS_BACKOFF_S[0]
-                since = max(since, int(raw.get("time", since)))
-                event = to_event(instance_id, ep.name, raw, frozenset(ep.services))
-                if event is not None:
-                    try:
-                        loop.call_soon_threadsafe(on_event, event)
-                    except RuntimeError:
-                        return
-        except Exception:  # noqa: BLE001 - a broken stream of any kind: reopen after backoff
-            ep.watching.set()
-        if stop.wait(backoff):
-            return
-        backoff = min(backoff * 2, EVENTS_BACKOFF_S[1])
+    """Thread: read container and service events until ``stop`` (see
+    :func:`orchestrator.runtime.docker_events.read_events`)."""
+
+    def convert(raw: Mapping[str, Any]) -> ContainerEvent | None:
+        return to_event(instance_id, ep.name, raw, frozenset(ep.services))
+
+    read_events(ep, client, stop, loop, on_event, {"type": ["container", "service"]}, convert)
 
 
 # --- the instance's shared objects: network, secrets, volumes ------------------------------
