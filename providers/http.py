@@ -27,7 +27,6 @@ a trickling forge slows only itself).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import io
 import threading
@@ -37,6 +36,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import structlog
 import urllib3
 from requests.adapters import HTTPAdapter
 
@@ -53,6 +53,8 @@ from providers.wire import Entry as _Entry
 from providers.wire import EtagCache, RateView, error_for, header, number
 
 T = TypeVar("T")
+
+log = structlog.get_logger("providers.http")
 
 #: An answer body larger than this is refused (a forge page is a few hundred KiB).
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -286,8 +288,10 @@ class ForgeHTTP:
     def observe(self, template: str, status: int) -> None:
         with self._lock:
             self.requests_total += 1
-        with contextlib.suppress(Exception):  # a metrics bug must never break a forge call
+        try:
             self._observer(self.name, template, status)
+        except Exception:  # a metrics bug must not break a forge call, but it is a bug: say so
+            log.exception("forge.observer_failed", forge=self.name, endpoint=template)
 
     def saw(self, status: int, headers: Mapping[str, str]) -> None:
         """Remember the rate-limit headers; a spent primary budget blocks until reset."""
