@@ -29,10 +29,10 @@ from orchestrator.runtime import (
     NodeStatus,
     RuntimeFailure,
     labels_for,
+    parse_time,
 )
 from orchestrator.runtime.docker_events import read_events
 from orchestrator.runtime.docker_hosts import make_client
-from orchestrator.runtime.swarm_spec import parse_time
 
 HOST_RETRY_S = 2.0
 #: the docker SDK's default connection pool size, which this runtime always used
