@@ -18,7 +18,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import requests.exceptions
 
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
@@ -32,9 +31,14 @@ from orchestrator.runtime import (
     parse_time,
 )
 from orchestrator.runtime.docker_events import read_events
+
+# A manager answers like a container host: the same reconnect pace, the same line for an
+# error, the same errors for "the endpoint did not answer" (swarm.py imports them here).
+from orchestrator.runtime.docker_hosts import CONNECTION_ERRORS as CONNECTION_ERRORS  # noqa: PLC0414 - re-export
+from orchestrator.runtime.docker_hosts import HOST_RETRY_S as HOST_RETRY_S  # noqa: PLC0414 - re-export
+from orchestrator.runtime.docker_hosts import describe as describe  # noqa: PLC0414 - re-export
 from orchestrator.runtime.docker_hosts import make_client
 
-HOST_RETRY_S = 2.0
 #: the docker SDK's default connection pool size, which this runtime always used
 _POOL_SIZE = 10
 #: A secret of ours that no service uses is removed once it is this old (younger ones may
@@ -43,23 +47,6 @@ SECRET_GRACE_S = 120.0
 #: How long ``release_unused`` retries removing the overlay network while the last tasks'
 #: containers are still being torn down.
 NETWORK_RELEASE_S = 20.0
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for logs and /status: the engine's explanation when it gave one."""
-    if isinstance(exc, docker.errors.APIError):
-        explanation = exc.explanation
-        if isinstance(explanation, bytes):
-            explanation = explanation.decode("utf-8", errors="replace")
-        return f"{exc.status_code}: {explanation or exc}"
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 class NotSwarmManager(RuntimeFailure):
