@@ -161,7 +161,7 @@ async def test_a_body_that_never_finishes_is_408_not_a_hung_handler(
     writer.write(
         b"POST /api/v1/runners/scale-up HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Authorization: Bearer " + MGMT.encode() + b"\r\n"
-        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"pool\""
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"pool"'
     )
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
