@@ -18,7 +18,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 import structlog
@@ -27,7 +27,7 @@ import urllib3.exceptions
 from orchestrator.runtime import LABEL_RUNNER_ID, ContainerEvent, EventCallback
 
 if TYPE_CHECKING:  # docker_hosts starts the watcher threads: import only for the type
-    from orchestrator.runtime.docker_hosts import Host
+    from orchestrator.runtime.docker_hosts import Engine, Host
 
 #: Engine event actions forwarded to the daemon (everything else is noise for it).
 EVENT_ACTIONS = ("start", "die", "oom", "destroy")
@@ -69,18 +69,8 @@ def to_event(host: str, raw: Mapping[str, Any]) -> ContainerEvent | None:
     )
 
 
-class Watched(Protocol):
-    """What a reader thread touches of its endpoint (a container host or a swarm manager)."""
-
-    @property
-    def name(self) -> str: ...
-
-    stream: Any
-    watching: threading.Event
-
-
 def read_events(
-    target: Watched,
+    target: Engine,
     client: Any,
     stop: threading.Event,
     loop: asyncio.AbstractEventLoop,

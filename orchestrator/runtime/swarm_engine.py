@@ -36,8 +36,8 @@ from orchestrator.runtime.docker_events import read_events
 # error, the same errors for "the endpoint did not answer" (swarm.py imports them here).
 from orchestrator.runtime.docker_hosts import CONNECTION_ERRORS as CONNECTION_ERRORS  # noqa: PLC0414 - re-export
 from orchestrator.runtime.docker_hosts import HOST_RETRY_S as HOST_RETRY_S  # noqa: PLC0414 - re-export
+from orchestrator.runtime.docker_hosts import Engine, make_client
 from orchestrator.runtime.docker_hosts import describe as describe  # noqa: PLC0414 - re-export
-from orchestrator.runtime.docker_hosts import make_client
 
 #: the docker SDK's default connection pool size, which this runtime always used
 _POOL_SIZE = 10
@@ -54,24 +54,12 @@ class NotSwarmManager(RuntimeFailure):
 
 
 @dataclasses.dataclass
-class Endpoint:
-    config: DockerHostConfig
-    client: Any = None
-    ok: bool = False
-    error: str = "not connected yet"
-    last_attempt: float = float("-inf")
+class Endpoint(Engine):
+    """A swarm manager: an :class:`Engine`, its API version, our services and its nodes."""
+
     api_version: str = ""
     services: set[str] = dataclasses.field(default_factory=set)
     nodes: tuple[NodeStatus, ...] = ()
-    network_ready: bool = False
-    watcher: threading.Thread | None = None
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    stream: Any = None
-    watching: threading.Event = dataclasses.field(default_factory=threading.Event)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
 
 def connect(config: DockerHostConfig) -> Any:
