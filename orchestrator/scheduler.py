@@ -45,36 +45,32 @@ class ReconcileScheduler:
 
     def start(self) -> None:
         now = datetime.now(UTC)
-        self._scheduler.add_job(
-            self._guard(RECONCILE_JOB, self._reconcile),
-            "interval",
-            seconds=self.interval_s,
-            id=RECONCILE_JOB,
-            max_instances=1,
-            coalesce=True,
-            next_run_time=now,
-            misfire_grace_time=None,
-        )
-        self._scheduler.add_job(
-            self._guard(GC_JOB, self.reconciler.gc_forges),
-            "interval",
-            seconds=self.gc_interval_s,
-            id=GC_JOB,
-            max_instances=1,
-            coalesce=True,
-            next_run_time=now,
-            misfire_grace_time=None,
-        )
-        self._scheduler.add_job(
-            self._guard(FORGE_TICK_JOB, self._forge_tick),
-            "interval",
-            seconds=FORGE_TICK_S,
-            id=FORGE_TICK_JOB,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
+        self._every(RECONCILE_JOB, self._reconcile, self.interval_s, first_run=now)
+        self._every(GC_JOB, self.reconciler.gc_forges, self.gc_interval_s, first_run=now)
+        self._every(FORGE_TICK_JOB, self._forge_tick, FORGE_TICK_S)
         self._scheduler.start()
+
+    def _every(
+        self,
+        name: str,
+        func: Callable[[], Awaitable[object]],
+        seconds: float,
+        *,
+        first_run: datetime | None = None,
+    ) -> None:
+        """One guarded loop: never two runs at once, missed ticks collapse into one; the
+        first run at ``first_run``, else one interval from now (APScheduler's default)."""
+        timing = {} if first_run is None else {"next_run_time": first_run}
+        self._scheduler.add_job(
+            self._guard(name, func),
+            "interval",
+            seconds=seconds,
+            id=name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            **timing,
+        )
 
     async def _forge_tick(self) -> None:
         self.reconciler.forges.tick()

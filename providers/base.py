@@ -266,6 +266,41 @@ class Provider(Protocol):
         ...
 
 
+class RunnerOps(Protocol):
+    """**Protocol:** an adapter's runner part (its ``runners.py``): the runner methods
+    of :class:`Provider`, documented there for each forge."""
+
+    async def register_runner(self, request: RunnerRequest) -> Registration: ...
+    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None: ...
+    async def runner_activity(
+        self, runners: Sequence[RunnerRef | str]
+    ) -> Sequence[RunnerActivity]: ...
+    async def list_own_runners(self) -> Sequence[ForgeRunner]: ...
+
+
+class RunnersVia:
+    """Mixin for an adapter: :class:`Provider`'s runner methods, each handed to the
+    adapter's runner part ``self._runners`` (see :class:`RunnerOps`)."""
+
+    _runners: RunnerOps
+
+    async def register_runner(self, request: RunnerRequest) -> Registration:
+        """Register a runner (see the forge's ``runners.py``)."""
+        return await self._runners.register_runner(request)
+
+    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None:
+        """Delete a registration (see the forge's ``runners.py``)."""
+        await self._runners.unregister_runner(runner, force=force)
+
+    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
+        """Busy/idle of these runners (see the forge's ``runners.py``)."""
+        return await self._runners.runner_activity(runners)
+
+    async def list_own_runners(self) -> Sequence[ForgeRunner]:
+        """This instance's registrations (see the forge's ``runners.py``)."""
+        return await self._runners.list_own_runners()
+
+
 # ---------------------------------------------------------------------------------------
 # Options the daemon hands to each adapter (plain data, so providers never import config).
 

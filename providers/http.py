@@ -27,21 +27,21 @@ a trickling forge slows only itself).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import io
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import structlog
 import urllib3
 from requests.adapters import HTTPAdapter
 
 from providers.base import RequestObserver
-from providers.budget import Budget, Priority, RateGate
+from providers.budget import Budget, Priority, RateGate, Sleep
 from providers.errors import (
     DeadlineExceeded,
     PermanentProviderError,
@@ -53,6 +53,8 @@ from providers.wire import Entry as _Entry
 from providers.wire import EtagCache, RateView, error_for, header, number
 
 T = TypeVar("T")
+
+log = structlog.get_logger("providers.http")
 
 #: An answer body larger than this is refused (a forge page is a few hundred KiB).
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -286,8 +288,10 @@ class ForgeHTTP:
     def observe(self, template: str, status: int) -> None:
         with self._lock:
             self.requests_total += 1
-        with contextlib.suppress(Exception):  # a metrics bug must never break a forge call
+        try:
             self._observer(self.name, template, status)
+        except Exception:  # a metrics bug must not break a forge call, but it is a bug: say so
+            log.exception("forge.observer_failed", forge=self.name, endpoint=template)
 
     def saw(self, status: int, headers: Mapping[str, str]) -> None:
         """Remember the rate-limit headers; a spent primary budget blocks until reset."""
@@ -383,6 +387,61 @@ class ForgeHTTP:
         finally:
             for _ in range(held):
                 self._slots.release()
+
+
+class ForgeReach(Protocol):
+    """What every forge's options say about reaching it (GitLab's and GitHub's alike)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def requests_per_minute(self) -> int: ...
+    @property
+    def request_timeout_s(self) -> float: ...
+    @property
+    def call_deadline_s(self) -> float: ...
+    @property
+    def min_retry_wait_s(self) -> float: ...
+    @property
+    def max_retry_wait_s(self) -> float: ...
+
+
+def forge_http(
+    options: ForgeReach,
+    *,
+    base_url: str,
+    max_concurrency: int,
+    default_wait_s: float,
+    rate_prefix: str,
+    template: Callable[[str, str], str],
+    observer: RequestObserver,
+    clock: Callable[[], float],
+    sleep: Sleep,
+) -> ForgeHTTP:
+    """One forge's request layer from its options: its budget, its rate gate (a refusal
+    that names no wait is waited ``default_wait_s`` first) and its limits; the forge's
+    rate-limit headers start with ``rate_prefix``."""
+    return ForgeHTTP(
+        name=options.name,
+        base_url=base_url,
+        limits=Limits(
+            request_timeout_s=options.request_timeout_s,
+            call_deadline_s=options.call_deadline_s,
+            min_wait_s=options.min_retry_wait_s,
+            max_wait_s=options.max_retry_wait_s,
+            max_concurrency=max_concurrency,
+        ),
+        budget=Budget(options.requests_per_minute, clock, sleep),
+        gate=RateGate(
+            clock,
+            min_wait_s=options.min_retry_wait_s,
+            max_wait_s=options.max_retry_wait_s,
+            default_wait_s=default_wait_s,
+        ),
+        rate=RateView(rate_prefix),
+        template=template,
+        observer=observer,
+    )
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

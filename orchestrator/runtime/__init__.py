@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, Protocol, runtime_checkable
 
 # Where the credential file lands inside a container (file delivery): part of the runner
@@ -119,6 +119,53 @@ class ContainerInfo:
     @property
     def running(self) -> bool:
         return self.status in LIVE_STATUSES
+
+
+def container_info(
+    labels: Mapping[str, str],
+    *,
+    container_id: str,
+    name: str,
+    host: str,
+    status: str,
+    exit_code: int | None = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
+    error: str = "",
+) -> ContainerInfo:
+    """A container (or swarm service) of ours as :class:`ContainerInfo`: whose it is
+    (runner, pool, forge, registration) from the labels :func:`labels_for` gave it, the
+    rest as the engine reports it. The one place both runtimes read those labels back."""
+    return ContainerInfo(
+        id=container_id,
+        name=name,
+        host=host,
+        status=status,
+        runner_id=labels.get(LABEL_RUNNER_ID, ""),
+        pool=labels.get(LABEL_POOL, ""),
+        forge=labels.get(LABEL_FORGE, ""),
+        forge_runner_id=labels.get(LABEL_FORGE_RUNNER_ID, ""),
+        exit_code=exit_code,
+        started_at=started_at,
+        finished_at=finished_at,
+        error=error,
+    )
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Engine timestamps (RFC 3339 with nanoseconds; ``0001-01-01...`` = never) to UTC."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    text = value.rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        # the offset, if any, follows the fraction; the engine always sends Z (UTC)
+        digits = "".join(ch for ch in frac if ch.isdigit())[:6]
+        text = f"{head}.{digits}"
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -5,51 +5,34 @@ rule lives. **Labels are the only ownership record**: listing filters on
 ``io.runner-orchestrator.managed=true`` *and* this daemon's instance id, and ``stop`` /
 ``remove`` re-read a container's labels first and refuse (:class:`NotOurs`) one that
 carries another instance's id. The same engine data becomes :class:`ContainerInfo` here
-for create, start and list alike, which is what adoption after a restart reads.
+(its labels read by :func:`orchestrator.runtime.container_info`, as the swarm runtime
+reads a service's) for create, start and list alike, which is what adoption after a
+restart reads.
 
-Every function but :func:`info`, :func:`parse_time` and :func:`dedupe` blocks and runs in
-the runtime's worker threads.
+Every function but :func:`info` and :func:`dedupe` blocks and runs in the runtime's
+worker threads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import docker.errors
 
 from orchestrator.runtime import (
-    LABEL_FORGE,
-    LABEL_FORGE_RUNNER_ID,
     LABEL_INSTANCE,
     LABEL_MANAGED,
-    LABEL_POOL,
-    LABEL_RUNNER_ID,
     ContainerInfo,
     RuntimeFailure,
+    container_info,
+    parse_time,
 )
 
 
 class NotOurs(RuntimeFailure):
     """A container id that exists but belongs to another daemon instance (or to nobody):
     this runtime never stops or removes it."""
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """Engine timestamps (RFC 3339 with nanoseconds; ``0001-01-01...`` = never) to UTC."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    text = value.rstrip("Z")
-    if "." in text:
-        head, frac = text.split(".", 1)
-        # the offset, if any, follows the fraction; the engine always sends Z (UTC)
-        digits = "".join(ch for ch in frac if ch.isdigit())[:6]
-        text = f"{head}.{digits}"
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def info(host: str, attrs: dict[str, Any]) -> ContainerInfo:
@@ -61,15 +44,12 @@ def info(host: str, attrs: dict[str, Any]) -> ContainerInfo:
     exit_code: int | None = None
     if status in {"exited", "dead"} and state.get("ExitCode") is not None:
         exit_code = int(state["ExitCode"])
-    return ContainerInfo(
-        id=str(attrs.get("Id", "")),
+    return container_info(
+        labels,
+        container_id=str(attrs.get("Id", "")),
         name=str(attrs.get("Name", "")).lstrip("/"),
         host=host,
         status=status,
-        runner_id=labels.get(LABEL_RUNNER_ID, ""),
-        pool=labels.get(LABEL_POOL, ""),
-        forge=labels.get(LABEL_FORGE, ""),
-        forge_runner_id=labels.get(LABEL_FORGE_RUNNER_ID, ""),
         exit_code=exit_code,
         started_at=parse_time(state.get("StartedAt")),
         finished_at=parse_time(state.get("FinishedAt")),

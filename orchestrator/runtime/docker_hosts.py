@@ -77,16 +77,16 @@ SDK_ERRORS: tuple[type[BaseException], ...] = (docker.errors.DockerException, OS
 
 
 @dataclasses.dataclass
-class Host:
-    """Mutable state of one endpoint. Mutated on the event loop thread only; the watcher
-    thread touches just ``stop``/``stream``."""
+class Engine:
+    """Mutable state of one engine endpoint, a container host or a swarm manager: its
+    client and health, and its event reader. Mutated on the event loop thread only; the
+    reader thread touches just ``stream``/``watching`` (it reads ``stop``)."""
 
     config: DockerHostConfig
     client: Any = None
     ok: bool = False
     error: str = "not connected yet"
     last_attempt: float = float("-inf")
-    containers: set[str] = dataclasses.field(default_factory=set)
     network_ready: bool = False
     watcher: threading.Thread | None = None
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -96,6 +96,13 @@ class Host:
     @property
     def name(self) -> str:
         return self.config.name
+
+
+@dataclasses.dataclass
+class Host(Engine):
+    """A container host: an :class:`Engine` and the containers this daemon placed there."""
+
+    containers: set[str] = dataclasses.field(default_factory=set)
 
 
 def status(host: Host) -> HostStatus:
@@ -160,7 +167,7 @@ def make_client(config: DockerHostConfig, max_pool_size: int) -> Any:
 def close(host: Host) -> None:
     """Close the host's client (its watcher already stopped); the host reads as closed."""
     if host.client is not None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*SDK_ERRORS):
             host.client.close()
         host.client = None
     host.ok = False
@@ -330,6 +337,8 @@ class HostPool:
             host.stop.set()
             stream = host.stream
             if stream is not None:
+                # Best effort, racing the reader thread: the SDK's close reads the response
+                # the reader may be tearing down (an AttributeError on its ``_fp`` then).
                 with contextlib.suppress(Exception):
                     stream.close()
         for host in self._hosts.values():

@@ -18,7 +18,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import requests.exceptions
 
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
@@ -29,12 +28,17 @@ from orchestrator.runtime import (
     NodeStatus,
     RuntimeFailure,
     labels_for,
+    parse_time,
 )
-from orchestrator.runtime.docker_hosts import make_client
-from orchestrator.runtime.swarm_spec import parse_time
+from orchestrator.runtime.docker_events import read_events
 
-HOST_RETRY_S = 2.0
-EVENTS_BACKOFF_S = (0.5, 30.0)
+# A manager answers like a container host: the same reconnect pace, the same line for an
+# error, the same errors for "the endpoint did not answer" (swarm.py imports them here).
+from orchestrator.runtime.docker_hosts import CONNECTION_ERRORS as CONNECTION_ERRORS  # noqa: PLC0414 - re-export
+from orchestrator.runtime.docker_hosts import HOST_RETRY_S as HOST_RETRY_S  # noqa: PLC0414 - re-export
+from orchestrator.runtime.docker_hosts import Engine, make_client
+from orchestrator.runtime.docker_hosts import describe as describe  # noqa: PLC0414 - re-export
+
 #: the docker SDK's default connection pool size, which this runtime always used
 _POOL_SIZE = 10
 #: A secret of ours that no service uses is removed once it is this old (younger ones may
@@ -43,23 +47,6 @@ SECRET_GRACE_S = 120.0
 #: How long ``release_unused`` retries removing the overlay network while the last tasks'
 #: containers are still being torn down.
 NETWORK_RELEASE_S = 20.0
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for logs and /status: the engine's explanation when it gave one."""
-    if isinstance(exc, docker.errors.APIError):
-        explanation = exc.explanation
-        if isinstance(explanation, bytes):
-            explanation = explanation.decode("utf-8", errors="replace")
-        return f"{exc.status_code}: {explanation or exc}"
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 class NotSwarmManager(RuntimeFailure):
@@ -67,24 +54,12 @@ class NotSwarmManager(RuntimeFailure):
 
 
 @dataclasses.dataclass
-class Endpoint:
-    config: DockerHostConfig
-    client: Any = None
-    ok: bool = False
-    error: str = "not connected yet"
-    last_attempt: float = float("-inf")
+class Endpoint(Engine):
+    """A swarm manager: an :class:`Engine`, its API version, our services and its nodes."""
+
     api_version: str = ""
     services: set[str] = dataclasses.field(default_factory=set)
     nodes: tuple[NodeStatus, ...] = ()
-    network_ready: bool = False
-    watcher: threading.Thread | None = None
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    stream: Any = None
-    watching: threading.Event = dataclasses.field(default_factory=threading.Event)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
 
 def connect(config: DockerHostConfig) -> Any:
@@ -162,32 +137,13 @@ def watch(
     loop: asyncio.AbstractEventLoop,
     on_event: EventCallback,
 ) -> None:
-    """Thread: read container and service events until ``stop``; reopen with backoff."""
-    since = int(time.time())
-    backoff = EVENTS_BACKOFF_S[0]
-    filters = {"type": ["container", "service"]}
-    while not stop.is_set():
-        try:
-            stream = client.events(decode=True, filters=filters, since=since)
-            ep.stream = stream
-            ep.watching.set()
-            if stop.is_set():
-                stream.close()
-                return
-            for raw in stream:
-                backoff = EVENTS_BACKOFF_S[0]
-                since = max(since, int(raw.get("time", since)))
-                event = to_event(instance_id, ep.name, raw, frozenset(ep.services))
-                if event is not None:
-                    try:
-                        loop.call_soon_threadsafe(on_event, event)
-                    except RuntimeError:
-                        return
-        except Exception:  # noqa: BLE001 - a broken stream of any kind: reopen after backoff
-            ep.watching.set()
-        if stop.wait(backoff):
-            return
-        backoff = min(backoff * 2, EVENTS_BACKOFF_S[1])
+    """Thread: read container and service events until ``stop`` (see
+    :func:`orchestrator.runtime.docker_events.read_events`)."""
+
+    def convert(raw: Mapping[str, Any]) -> ContainerEvent | None:
+        return to_event(instance_id, ep.name, raw, frozenset(ep.services))
+
+    read_events(ep, client, stop, loop, on_event, {"type": ["container", "service"]}, convert)
 
 
 # --- the instance's shared objects: network, secrets, volumes ------------------------------

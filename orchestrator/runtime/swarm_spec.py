@@ -30,22 +30,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.runtime import (
     CREDENTIAL_FILE,
-    LABEL_FORGE,
-    LABEL_FORGE_RUNNER_ID,
-    LABEL_POOL,
     LABEL_PREFIX,
-    LABEL_RUNNER_ID,
     ContainerInfo,
     ContainerSpec,
     GpuRequest,
     NoCapacity,
     NodeStatus,
+    container_info,
     labels_for,
+    parse_time,
 )
 
 #: Generic resource kind a GPU node advertises (``dockerd --node-generic-resource
@@ -68,21 +65,6 @@ STOP_GRACE_S = 10
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 DOCKER_SOCKET = "/var/run/docker.sock"
 _NS = 1_000_000_000
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """Engine timestamps (RFC 3339, nanoseconds, ``0001-01-01`` = never) to UTC."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    text = value.rstrip("Z")
-    if "." in text:
-        head, frac = text.split(".", 1)
-        digits = "".join(ch for ch in frac if ch.isdigit())[:6]
-        text = f"{head}.{digits}"
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def parse_bytes(value: str) -> int:
@@ -326,15 +308,12 @@ def service_info(
             started_at = at
     elif replicas == 0:
         status = "shutdown"
-    return ContainerInfo(
-        id=str(service.get("ID", "")),
+    return container_info(
+        labels,
+        container_id=str(service.get("ID", "")),
         name=str(spec.get("Name", "")),
         host=host,
         status=status,
-        runner_id=labels.get(LABEL_RUNNER_ID, ""),
-        pool=labels.get(LABEL_POOL, ""),
-        forge=labels.get(LABEL_FORGE, ""),
-        forge_runner_id=labels.get(LABEL_FORGE_RUNNER_ID, ""),
         exit_code=exit_code,
         started_at=started_at,
         finished_at=finished_at,

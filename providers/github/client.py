@@ -19,10 +19,10 @@ from urllib.parse import urlencode, urlsplit
 from github import Auth
 
 from providers.base import GitHubOptions, RequestObserver
-from providers.budget import Budget, Priority, RateGate, Sleep
+from providers.budget import Priority, Sleep
 from providers.github.parse import MalformedAnswer, endpoint_template
-from providers.http import ForgeHTTP, Limits
-from providers.wire import RateView, header, next_link
+from providers.http import forge_http
+from providers.wire import header, next_link
 
 T = TypeVar("T")
 
@@ -48,29 +48,18 @@ class GitHubClient:
         self.name = options.name
         self._api_url = options.api_url.rstrip("/")
         api_path = urlsplit(self._api_url).path.rstrip("/")
-        self.budget = Budget(options.requests_per_minute, clock, sleep)
-        self.gate = RateGate(
-            clock,
-            min_wait_s=options.min_retry_wait_s,
-            max_wait_s=options.max_retry_wait_s,
-            default_wait_s=SECONDARY_LIMIT_WAIT_S,
-        )
-        self.http = ForgeHTTP(
-            name=options.name,
+        self.http = forge_http(
+            options,
             base_url=self._api_url,
-            limits=Limits(
-                request_timeout_s=options.request_timeout_s,
-                call_deadline_s=options.call_deadline_s,
-                min_wait_s=options.min_retry_wait_s,
-                max_wait_s=options.max_retry_wait_s,
-                max_concurrency=max_concurrency,
-            ),
-            budget=self.budget,
-            gate=self.gate,
-            rate=RateView("x-ratelimit-"),
+            max_concurrency=max_concurrency,
+            default_wait_s=SECONDARY_LIMIT_WAIT_S,
+            rate_prefix="x-ratelimit-",
             template=lambda method, url: endpoint_template(method, url, api_path),
             observer=observer,
+            clock=clock,
+            sleep=sleep,
         )
+        self.budget, self.gate = self.http.budget, self.http.gate
         session_headers: dict[str, str] = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",

@@ -29,16 +29,12 @@ from typing import TYPE_CHECKING
 
 from providers.base import (
     ForgeKind,
-    ForgeRunner,
     GitHubOptions,
     PendingJob,
     Provider,
     ProviderHealth,
-    Registration,
     RequestObserver,
-    RunnerActivity,
-    RunnerRef,
-    RunnerRequest,
+    RunnersVia,
     WebhookResult,
     ignore_request,
 )
@@ -74,7 +70,7 @@ _PROBE_RUNS = 10
 _QUIET_FULL_EVERY_S = 300.0
 
 
-class GitHubProvider:
+class GitHubProvider(RunnersVia):
     """A :class:`providers.base.Provider` for one GitHub or GHES.
 
     Scopes: ``options.repos`` (``owner/repo``) and ``options.orgs`` (all repositories of
@@ -118,24 +114,6 @@ class GitHubProvider:
         self._capped: dict[str, int] = {}  # written from worker threads, one key each
         self._busy: set[str] = set()  # repositories whose last look found runs not completed
         self._full_at: dict[str, float] = {}  # repository -> last full poll (clock)
-
-    # ------------------------------------------------------------------ runners
-
-    async def register_runner(self, request: RunnerRequest) -> Registration:
-        """A JIT config (ephemeral) or a registration token (reusable): see runners.py."""
-        return await self._runners.register_runner(request)
-
-    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None:
-        """Delete the registration (by id or by name); never a busy runner."""
-        await self._runners.unregister_runner(runner, force=force)
-
-    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
-        """Busy flag and online status from one listing, in input order."""
-        return await self._runners.runner_activity(runners)
-
-    async def list_own_runners(self) -> Sequence[ForgeRunner]:
-        """Registrations in the runner scope whose name carries this instance's prefix."""
-        return await self._runners.list_own_runners()
 
     # ------------------------------------------------------------------ demand
 

@@ -21,7 +21,7 @@ import gitlab
 import gitlab.exceptions
 
 from providers.base import GitLabOptions, RequestObserver
-from providers.budget import Budget, Priority, RateGate, Sleep
+from providers.budget import Priority, Sleep
 from providers.errors import (
     NotFound,
     PermanentProviderError,
@@ -30,8 +30,7 @@ from providers.errors import (
     TransientProviderError,
 )
 from providers.gitlab.parse import endpoint_template
-from providers.http import ForgeHTTP, Limits
-from providers.wire import RateView
+from providers.http import forge_http
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -70,29 +69,18 @@ class GitLabClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.budget = Budget(options.requests_per_minute, clock, sleep)
-        self.gate = RateGate(
-            clock,
-            min_wait_s=options.min_retry_wait_s,
-            max_wait_s=options.max_retry_wait_s,
-            default_wait_s=DEFAULT_RETRY_AFTER_S,
-        )
-        self.http = ForgeHTTP(
-            name=options.name,
+        self.http = forge_http(
+            options,
             base_url=options.url,
-            limits=Limits(
-                request_timeout_s=options.request_timeout_s,
-                call_deadline_s=options.call_deadline_s,
-                min_wait_s=options.min_retry_wait_s,
-                max_wait_s=options.max_retry_wait_s,
-                max_concurrency=MAX_CONCURRENT_CALLS,
-            ),
-            budget=self.budget,
-            gate=self.gate,
-            rate=RateView("ratelimit-"),
+            max_concurrency=MAX_CONCURRENT_CALLS,
+            default_wait_s=DEFAULT_RETRY_AFTER_S,
+            rate_prefix="ratelimit-",
             template=endpoint_template,
             observer=observer,
+            clock=clock,
+            sleep=sleep,
         )
+        self.budget, self.gate = self.http.budget, self.http.gate
         self.gl = gitlab.Gitlab(
             options.url,
             private_token=options.token,

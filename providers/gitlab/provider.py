@@ -24,15 +24,11 @@ from urllib.parse import quote
 
 from providers.base import (
     ForgeKind,
-    ForgeRunner,
     GitLabOptions,
     PendingJob,
     ProviderHealth,
-    Registration,
     RequestObserver,
-    RunnerActivity,
-    RunnerRef,
-    RunnerRequest,
+    RunnersVia,
     WebhookResult,
     ignore_request,
 )
@@ -70,7 +66,7 @@ query($statuses: [CiJobStatus!], $after: String) {
 """
 
 
-class GitLabProvider:
+class GitLabProvider(RunnersVia):
     """:class:`providers.base.Provider` for one GitLab instance (REST v4 + GraphQL)."""
 
     kind = ForgeKind.GITLAB
@@ -100,24 +96,6 @@ class GitLabProvider:
         self._graphql = (
             GraphQLPoll(self._client, self._statuses, clock) if options.graphql_poll else None
         )
-
-    # -- runners (see runners.py) ----------------------------------------------------
-
-    async def register_runner(self, request: RunnerRequest) -> Registration:
-        """``POST /user/runners`` with a runner type that fits the scope."""
-        return await self._runners.register_runner(request)
-
-    async def unregister_runner(self, runner: RunnerRef | str, *, force: bool = False) -> None:
-        """Pause, check for a running job, then delete (see :class:`GitLabRunners`)."""
-        await self._runners.unregister_runner(runner, force=force)
-
-    async def runner_activity(self, runners: Sequence[RunnerRef | str]) -> Sequence[RunnerActivity]:
-        """Busy flags from one listing; per-runner look-ups only on change."""
-        return await self._runners.runner_activity(runners)
-
-    async def list_own_runners(self) -> Sequence[ForgeRunner]:
-        """Runners whose description starts with this instance's prefix."""
-        return await self._runners.list_own_runners()
 
     # -- scopes -----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import ROOT, TEST_IMAGE, cleanup_instance
+from tests.e2e.harness import GH_TOKEN, ROOT, SIM_TOKEN, TEST_IMAGE, Sim, cleanup_instance
 
 
 def _engine() -> bool:
@@ -52,3 +52,19 @@ def instance(test_image: str) -> Iterator[str]:
     name = "e2e" + secrets.token_hex(3)
     yield name
     cleanup_instance(name)
+
+
+@pytest.fixture
+def gitlab_sim() -> Iterator[Sim]:
+    """A GitLab simulator process for one test."""
+    sim = Sim("gitlab", SIM_TOKEN)
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def github_sim() -> Iterator[Sim]:
+    """A GitHub simulator process for one test."""
+    sim = Sim("github", GH_TOKEN)
+    yield sim
+    sim.stop()

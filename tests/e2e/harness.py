@@ -303,6 +303,23 @@ class Daemon:
         self.process.kill9()
 
 
+def all_done(sim: Sim, ids: list[str]) -> bool:
+    """Have all these simulated jobs finished successfully?"""
+    done = {"success", "completed"}
+    states = {str(j["id"]): j["status"] for j in sim.jobs()}
+    return all(states.get(i) in done for i in ids)
+
+
+def forge_runners(sim: Sim) -> list[dict[str, Any]]:
+    """The registrations the simulator holds now."""
+    return list(sim.state()["runners"])
+
+
+def job_status(sim: Sim, job_id: str) -> str:
+    """A simulated job's status as the simulator has it now."""
+    return next(str(j["status"]) for j in sim.jobs() if str(j["id"]) == job_id)
+
+
 def pool(name: str, labels: list[str], **extra: Any) -> dict[str, Any]:
     """A pool on the test runner image, reaching the simulator over host networking."""
     return {

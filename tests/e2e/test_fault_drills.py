@@ -28,19 +28,13 @@ from tests.e2e.harness import (
     containers,
     gitlab_config,
     http,
+    job_status,
     no_leaks,
     pool,
     wait_for,
 )
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def gitlab_sim() -> Any:
-    sim = Sim("gitlab", SIM_TOKEN)
-    yield sim
-    sim.stop()
 
 
 @pytest.fixture
@@ -65,10 +59,6 @@ def sim_stats(sim: Sim) -> dict[str, int]:
     code, body = http("GET", f"{sim.url}/_sim/stats")
     assert code == 200, body
     return {k: int(v["count"]) for k, v in body["classes"].items()}
-
-
-def job_status(sim: Sim, job: str) -> str:
-    return next(str(j["status"]) for j in sim.jobs() if str(j["id"]) == job)
 
 
 def forge_status(daemon: Daemon, name: str) -> dict[str, Any]:

@@ -6,43 +6,23 @@ the forges do), so a runner registered in the first scope would never take it.""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.harness import (
-    GH_TOKEN,
-    SIM_TOKEN,
     Daemon,
     Sim,
     containers,
     github_config,
     gitlab_config,
     http,
+    job_status,
     no_leaks,
     pool,
     wait_for,
 )
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _status(sim: Sim, job_id: str) -> str:
-    return next(str(j["status"]) for j in sim.jobs() if str(j["id"]) == job_id)
-
-
-@pytest.fixture
-def github_sim() -> Any:
-    sim = Sim("github", GH_TOKEN)
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def gitlab_sim() -> Any:
-    sim = Sim("gitlab", SIM_TOKEN)
-    yield sim
-    sim.stop()
 
 
 def test_a_github_job_in_the_second_repository_is_taken_and_completes(
@@ -56,7 +36,7 @@ def test_a_github_job_in_the_second_repository_is_taken_and_completes(
         daemon = Daemon(tmp_path, instance, config)
         try:
             job = github_sim.add_job("acme/lib", ["self-hosted", "linux", "x64", "docker"], 1)
-            wait_for(lambda: _status(github_sim, job) == "completed", 90, "acme/lib job done")
+            wait_for(lambda: job_status(github_sim, job) == "completed", 90, "acme/lib job done")
             wait_for(
                 lambda: not github_sim.state()["runners"] and not containers(instance),
                 60,
@@ -79,7 +59,7 @@ def test_a_gitlab_job_in_the_second_project_is_taken_and_completes(
         daemon = Daemon(tmp_path, instance, config)
         try:
             job = gitlab_sim.add_job("2", ["docker"], duration=1)
-            wait_for(lambda: _status(gitlab_sim, job) == "success", 90, "project 2 job done")
+            wait_for(lambda: job_status(gitlab_sim, job) == "success", 90, "project 2 job done")
             wait_for(
                 lambda: not gitlab_sim.state()["runners"] and not containers(instance),
                 60,
@@ -123,7 +103,7 @@ def test_a_runner_left_idle_in_one_project_does_not_hold_off_a_job_in_another(
             assert status == 200, body
 
             job = gitlab_sim.add_job("2", ["docker"], duration=1)
-            wait_for(lambda: _status(gitlab_sim, job) == "success", 60, "project 2 job done")
+            wait_for(lambda: job_status(gitlab_sim, job) == "success", 60, "project 2 job done")
             rows = daemon.get("/runners")[1]["runners"]
             # Project 2's runner came and went; project 1's still idles (cooldown 600 s).
             assert sorted((r["scope"], r["state"]) for r in rows) in (

@@ -9,56 +9,29 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import scan_for_secrets
 from tests.e2e.harness import (
-    GH_TOKEN,
     ROOT,
     SIM_TOKEN,
     Daemon,
     Sim,
+    all_done,
     containers,
     docker,
+    forge_runners,
     github_config,
     gitlab_config,
     http,
+    job_status,
     no_leaks,
     pool,
     wait_for,
 )
 
 pytestmark = pytest.mark.timeout(420)
-
-
-def job_status(sim: Sim, job_id: str) -> str:
-    return next(str(j["status"]) for j in sim.jobs() if str(j["id"]) == job_id)
-
-
-def all_done(sim: Sim, ids: list[str]) -> bool:
-    done = {"success", "completed"}
-    states = {str(j["id"]): j["status"] for j in sim.jobs()}
-    return all(states.get(i) in done for i in ids)
-
-
-def forge_runners(sim: Sim) -> list[dict[str, Any]]:
-    return list(sim.state()["runners"])
-
-
-@pytest.fixture
-def gitlab_sim() -> Any:
-    sim = Sim("gitlab", SIM_TOKEN)
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def github_sim() -> Any:
-    sim = Sim("github", GH_TOKEN)
-    yield sim
-    sim.stop()
 
 
 def test_a_gitlab_job_gets_one_amd64_runner_then_nothing_is_left(

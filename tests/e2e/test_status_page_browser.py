@@ -18,13 +18,11 @@ import subprocess
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.harness import (
     ROOT,
-    SIM_TOKEN,
     Daemon,
     Sim,
     gitlab_config,
@@ -109,13 +107,6 @@ class Dom(HTMLParser):
 
     def by_id(self, ident: str) -> dict[str, str | None] | None:
         return next((a for t, a in self.elements if a.get("id") == ident), None)
-
-
-@pytest.fixture
-def gitlab_sim() -> Any:
-    sim = Sim("gitlab", SIM_TOKEN)
-    yield sim
-    sim.stop()
 
 
 def add_job(sim: Sim, tags: list[str], duration: float, name: str = "") -> str:

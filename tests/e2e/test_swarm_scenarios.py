@@ -21,14 +21,16 @@ from tests.e2e.harness import (
     SIM_TOKEN,
     Daemon,
     Sim,
+    all_done,
     cleanup_instance,
     containers,
     docker,
+    forge_runners,
     gitlab_config,
+    job_status,
     pool,
     wait_for,
 )
-from tests.e2e.test_scenarios import all_done, forge_runners, job_status
 from tests.swarm import support
 
 pytestmark = pytest.mark.timeout(420)
@@ -49,13 +51,6 @@ def swarm() -> Iterator[None]:
         yield
     finally:
         support.release()
-
-
-@pytest.fixture
-def gitlab_sim() -> Iterator[Sim]:
-    sim = Sim("gitlab", SIM_TOKEN)
-    yield sim
-    sim.stop()
 
 
 def services(instance: str, pool: str = "") -> list[str]:
@@ -121,18 +116,14 @@ def test_s1_gitlab_job_on_a_swarm_service_then_nothing_is_left(
 
             # A pool no node can serve is explained, not left as a silent pending task:
             # by arch before anything is created, by the engine's own words otherwise.
-            wait_for(
-                lambda: "arch arm64" in waiting().get(arm, {}).get("detail", ""), 30, "arm64"
-            )
+            wait_for(lambda: "arch arm64" in waiting().get(arm, {}).get("detail", ""), 30, "arm64")
             wait_for(
                 lambda: "no suitable node" in waiting().get(special, {}).get("detail", ""),
                 60,
                 "the engine's reason for the constrained pool",
                 describe=waiting,
             )
-            assert {waiting()[arm]["reason"], waiting()[special]["reason"]} == {
-                "pool_unavailable"
-            }
+            assert {waiting()[arm]["reason"], waiting()[special]["reason"]} == {"pool_unavailable"}
             hosts = daemon.status()["hosts"]
             (cluster,) = hosts
             assert cluster["mode"] == "swarm" and cluster["ok"]
@@ -140,8 +131,10 @@ def test_s1_gitlab_job_on_a_swarm_service_then_nothing_is_left(
             assert cluster["nodes"][0]["availability"] == "active"
             # After the cooldown the amd64 runner is unregistered and its service removed.
             wait_for(
-                lambda: not containers(instance, pool="amd64")
-                and not any("-amd64-" in r["description"] for r in forge_runners(gitlab_sim)),
+                lambda: (
+                    not containers(instance, pool="amd64")
+                    and not any("-amd64-" in r["description"] for r in forge_runners(gitlab_sim))
+                ),
                 60,
                 "amd64 runner retired",
             )
@@ -168,9 +161,11 @@ def test_s2_kill_9_mid_burst_then_restart_finishes_everything(
             daemon.start()
             wait_for(lambda: all_done(gitlab_sim, ids), 240, "every job completes", 1)
             wait_for(
-                lambda: not services(instance)
-                and not containers(instance)
-                and not forge_runners(gitlab_sim),
+                lambda: (
+                    not services(instance)
+                    and not containers(instance)
+                    and not forge_runners(gitlab_sim)
+                ),
                 90,
                 "no service, container or registration left",
                 describe=lambda: {
@@ -207,8 +202,10 @@ def test_s3_a_lost_journal_leaks_nothing(
                 Path(f"{daemon.env['STATE_PATH']}{suffix}").unlink(missing_ok=True)
             daemon.start()
             wait_for(
-                lambda: not set(before) & set(services(instance))
-                and not old_forge & {str(r["id"]) for r in forge_runners(gitlab_sim)},
+                lambda: (
+                    not set(before) & set(services(instance))
+                    and not old_forge & {str(r["id"]) for r in forge_runners(gitlab_sim)}
+                ),
                 90,
                 "the old services and registrations are gone",
                 describe=lambda: {

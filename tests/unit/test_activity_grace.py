@@ -22,6 +22,7 @@ from orchestrator.state import Journal
 from providers.base import RunnerActivity, RunnerRef
 from tests.conftest import Clock
 from tests.fakes import FakeForge, FakeRuntime, FakeWorld
+from tests.unit.harness import TWO_FORGES
 
 # A long deadline: a reconcile that waited for the hanging check would not return before
 # the test released it (or would find the check answered/timed out, not still pending).
@@ -69,16 +70,7 @@ class TwoForges:
 
 @pytest.fixture
 async def two(make_settings: Callable[..., Settings], clock: Clock) -> AsyncIterator[TwoForges]:
-    settings = make_settings(
-        github_token="ghp_testtoken0123456789abcdef",
-        github_repo=["o/r"],
-        pools=[
-            {"name": "gl", "forge": "gitlab", "labels": ["docker"]},
-            {"name": "gh", "forge": "github", "labels": ["docker"]},
-        ],
-        poll_interval=15,
-    )
-    two = TwoForges(settings, clock)
+    two = TwoForges(make_settings(**TWO_FORGES), clock)
     yield two
     two.sick.release.set()
     await two.reconciler.aclose()

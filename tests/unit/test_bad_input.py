@@ -22,6 +22,7 @@ import pytest
 from orchestrator.app import Daemon
 from orchestrator.config import Settings
 from tests.fakes import FakeRuntime, FakeWorld
+from tests.http_support import webhook_forges
 from tests.openapi_check import check_response
 
 MGMT = "mgmt-secret-token"
@@ -55,24 +56,7 @@ async def api(make_settings: Callable[..., Settings]) -> AsyncIterator[Api]:
         gitlab_url=None,
         gitlab_token=None,
         gitlab_projects=[],
-        forges=[
-            {
-                "kind": "gitlab",
-                "name": "gitlab",
-                "url": "http://127.0.0.1:9",
-                "token": "glpat-testtoken0123456789",
-                "projects": ["1"],
-                "webhook_secret": HOOK,
-            },
-            {
-                "kind": "github",
-                "name": "github",
-                "token": "ghp_testtoken0123456789abcdef",
-                "api_url": "http://127.0.0.1:9/api/v3",
-                "repos": ["acme/app"],
-                "webhook_secret": HOOK,
-            },
-        ],
+        forges=webhook_forges(HOOK),
         pools=[{"name": "amd64", "forge": "gitlab", "labels": ["docker"], "max_runners": 2}],
         poll_interval=30,
         management_enabled=True,
@@ -161,7 +145,7 @@ async def test_a_body_that_never_finishes_is_408_not_a_hung_handler(
     writer.write(
         b"POST /api/v1/runners/scale-up HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Authorization: Bearer " + MGMT.encode() + b"\r\n"
-        b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"pool\""
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"pool"'
     )
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)

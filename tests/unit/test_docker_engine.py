@@ -23,8 +23,9 @@ from orchestrator.runtime import (
     ContainerStartError,
     HostUnavailable,
     RuntimeFailure,
+    parse_time,
 )
-from orchestrator.runtime.docker_containers import dedupe, parse_time
+from orchestrator.runtime.docker_containers import dedupe
 from orchestrator.runtime.docker_create import create_kwargs, credential_tar
 from orchestrator.runtime.docker_engine import LABEL_HOST, DockerRuntime
 from orchestrator.runtime.docker_events import to_event

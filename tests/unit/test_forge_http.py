@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import responses
+import structlog.testing
 
 from providers.base import GitHubOptions, GitLabOptions, RunnerRequest, runner_name_prefix
 from providers.budget import Budget, BudgetShort, Priority, RateGate
@@ -392,3 +393,22 @@ async def test_a_registration_waits_for_budget_but_only_a_few_seconds() -> None:
         budget.charge(Priority.REGISTRATION)  # deep in debt: ~36 s to recover
     with pytest.raises(BudgetShort):
         await budget.admit(Priority.REGISTRATION, 60)  # gives up after its 5 s, not 60
+
+
+@responses.activate
+async def test_a_failing_request_observer_is_logged_not_fatal_to_the_call() -> None:
+    """The metrics hook must not break a forge call, but its bug is not hidden either."""
+    responses.get(f"{GL}/api/v4/runners/all", json=[])
+
+    def observer(forge: str, endpoint: str, status: int) -> None:
+        raise ZeroDivisionError("a metrics bug")
+
+    provider = GitLabProvider(
+        GitLabOptions(name="gl", url=GL, token="glpat-secret", instance_id="u1", instance=True),
+        observer=observer,
+        clock=Clock(),
+    )
+    with structlog.testing.capture_logs() as logs:
+        assert list(await provider.list_own_runners()) == []
+    failed = [e for e in logs if e["event"] == "forge.observer_failed"]
+    assert failed and failed[0]["log_level"] == "error" and failed[0]["exc_info"]

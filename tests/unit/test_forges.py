@@ -25,6 +25,7 @@ from providers.base import PendingJob, WebhookResult
 from providers.errors import RateLimited
 from tests.conftest import Clock
 from tests.fakes import FakeForge, FakeRuntime, FakeWorld
+from tests.unit.harness import TWO_FORGES
 
 LIMITS = ForgeLimits(poll_interval_s=15, call_timeout_s=0.3, poll_grace_s=0.05)
 
@@ -69,16 +70,7 @@ class TwoForges:
 
 @pytest.fixture
 async def two(make_settings: Callable[..., Settings], clock: Clock) -> AsyncIterator[TwoForges]:
-    settings = make_settings(
-        github_token="ghp_testtoken0123456789abcdef",
-        github_repo=["o/r"],
-        pools=[
-            {"name": "gl", "forge": "gitlab", "labels": ["docker"]},
-            {"name": "gh", "forge": "github", "labels": ["docker"]},
-        ],
-        poll_interval=15,
-    )
-    two = TwoForges(settings, clock)
+    two = TwoForges(make_settings(**TWO_FORGES), clock)
     yield two
     await two.reconciler.aclose()
 

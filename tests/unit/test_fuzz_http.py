@@ -30,7 +30,7 @@ from orchestrator.app import Daemon
 from orchestrator.config import Settings
 from orchestrator.openapi import document
 from tests.fakes import FakeRuntime, FakeWorld
-from tests.http_support import ThreadedDaemon
+from tests.http_support import ThreadedDaemon, webhook_forges
 from tests.openapi_check import check_response
 
 MGMT = "mgmt-secret-token"
@@ -44,24 +44,7 @@ MAY_BE_503 = {"/ready", "/readyz", "/api/v1/ready", "/health", "/healthz", "/api
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedDaemon]:
     world = FakeWorld()
     config: dict[str, Any] = {
-        "forges": [
-            {
-                "kind": "gitlab",
-                "name": "gitlab",
-                "url": "http://127.0.0.1:9",
-                "token": "glpat-testtoken0123456789",
-                "projects": ["1"],
-                "webhook_secret": HOOK,
-            },
-            {
-                "kind": "github",
-                "name": "github",
-                "token": "ghp_testtoken0123456789abcdef",
-                "api_url": "http://127.0.0.1:9/api/v3",
-                "repos": ["acme/app"],
-                "webhook_secret": HOOK,
-            },
-        ],
+        "forges": webhook_forges(HOOK),
         "pools": [{"name": "amd64", "forge": "gitlab", "labels": ["docker"], "max_runners": 2}],
         "poll_interval": 30,
         "management_enabled": True,

@@ -201,9 +201,7 @@ async def test_a_scope_left_unread_for_long_makes_the_view_stale(clock: Clock) -
     assert tracker.degraded() == []
     forge.oldest = 3 * 15 + 1  # three POLL_INTERVALs and more
     assert tracker.degraded() == ["gitlab"]
-    assert "stalest project/repository was read 46s ago" in tracker.stale(
-        tracker.forges["gitlab"]
-    )
+    assert "stalest project/repository was read 46s ago" in tracker.stale(tracker.forges["gitlab"])
     await tracker.aclose()
 
 

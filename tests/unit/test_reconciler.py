@@ -3,64 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.metrics import Metrics
 from orchestrator.models import RunnerState, WaitReason
-from orchestrator.reconciler import Reconciler
 from orchestrator.state import Journal
 from providers.errors import TransientProviderError
 from tests.conftest import Clock
-from tests.fakes import FakeForge, FakeRuntime, FakeWorld
-
-POOLS = [
-    {"name": "amd64", "labels": ["docker", "amd64"], "max_runners": 3, "cooldown_s": 60},
-    {
-        "name": "arm64",
-        "labels": ["docker", "arm64"],
-        "platform": "linux/arm64",
-        "max_runners": 3,
-        "cooldown_s": 60,
-    },
-]
-
-
-class Harness:
-    def __init__(
-        self,
-        settings: Settings,
-        clock: Clock,
-        world: FakeWorld | None = None,
-        journal: Journal | None = None,
-    ) -> None:
-        self.world = world or FakeWorld()
-        self.clock = clock
-        self.settings = settings
-        self.forge = FakeForge(self.world, name="gitlab")
-        self.runtime = FakeRuntime(self.world)
-        self.journal = journal or Journal(settings.journal_path)
-        self.metrics = Metrics()
-        self.nudges = 0
-        self.reconciler = Reconciler(
-            settings=settings,
-            journal=self.journal,
-            providers={"gitlab": self.forge},
-            runtime=self.runtime,
-            metrics=self.metrics,
-            instance_id="test",
-            clock=clock,
-            nudge=self._nudge,
-        )
-        self.runtime.on_event = self.reconciler.on_container_event
-
-    def _nudge(self) -> None:
-        self.nudges += 1
-
-    def runners(self, state: RunnerState | None = None) -> list[Any]:
-        return [r for r in self.journal.active() if state is None or r.state is state]
+from tests.fakes import FakeForge
+from tests.unit.harness import GITHUB_ONLY, POOLS, Harness
 
 
 @pytest.fixture
@@ -340,26 +292,8 @@ async def test_drain_deadline_removes_a_busy_gitlab_runner_and_its_registration(
 async def test_forced_retire_of_a_busy_github_runner_finishes_once_the_forge_lets_go(
     make_settings: Callable[..., Settings], clock: Clock
 ) -> None:
-    settings = make_settings(
-        gitlab_url=None,
-        gitlab_token=None,
-        gitlab_projects=[],
-        github_token="ghp_testtoken0123456789abcdef",
-        github_repo=["o/r"],
-        pools=[{"name": "gh", "labels": ["docker"], "cooldown_s": 60}],
-    )
-    world = FakeWorld()
-    h = Harness(settings, clock, world=world)
-    h.forge = FakeForge(world, name="github", kind="github")
-    h.reconciler = Reconciler(
-        settings=settings,
-        journal=h.journal,
-        providers={"github": h.forge},
-        runtime=h.runtime,
-        metrics=h.metrics,
-        instance_id="test",
-        clock=clock,
-    )
+    h = Harness(make_settings(**GITHUB_ONLY), clock, forge="github")
+    world = h.world
     job = world.add_job("github", ["self-hosted", "docker"])
     await h.reconciler.run_once()
     (runner,) = h.runners()

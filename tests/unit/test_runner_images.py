@@ -97,6 +97,11 @@ def _record(stubs: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if "=" in line) | {"_lines": "\n".join(lines)}
 
 
+def _entrypoint(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run an entrypoint with the stubs' environment; its outcome is for the test to judge."""
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=20, check=False)
+
+
 def _needs(shell: list[str]) -> None:
     if shutil.which(shell[0]) is None:
         pytest.skip(f"{shell[0]} not installed")
@@ -114,13 +119,8 @@ def test_credential_from_file_is_exported_and_deleted(
     cred.write_text(SECRET)
     cred.chmod(0o444)
     env = _env(stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN")
-    result = subprocess.run(
-        [*shell, str(entrypoint), "gitlab-runner", "run-single", "--max-builds", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
+    result = _entrypoint(
+        [*shell, str(entrypoint), "gitlab-runner", "run-single", "--max-builds", "1"], env
     )
     assert result.returncode == 0, result.stderr
     got = _record(stubs)
@@ -135,14 +135,7 @@ def test_credential_from_file_is_exported_and_deleted(
 def test_credential_from_env_is_left_alone(shell: list[str], stubs: Path) -> None:
     _needs(shell)
     env = _env(stubs, CI_SERVER_TOKEN=SECRET, RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN")
-    result = subprocess.run(
-        [*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner", "run-single"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    result = _entrypoint([*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner", "run-single"], env)
     assert result.returncode == 0, result.stderr
     assert _record(stubs)["token"] == SECRET
 
@@ -153,13 +146,7 @@ def test_credential_from_env_is_left_alone(shell: list[str], stubs: Path) -> Non
 )
 def test_exit_code_propagates(shell: list[str], entrypoint: Path, stubs: Path) -> None:
     _needs(shell)
-    result = subprocess.run(
-        [*shell, str(entrypoint), "gitlab-runner"],
-        env=_env(stubs, STUB_EXIT="42"),
-        capture_output=True,
-        timeout=20,
-        check=False,
-    )
+    result = _entrypoint([*shell, str(entrypoint), "gitlab-runner"], _env(stubs, STUB_EXIT="42"))
     assert result.returncode == 42
 
 
@@ -168,13 +155,9 @@ def test_bad_credential_env_name_is_refused(shell: list[str], stubs: Path, tmp_p
     _needs(shell)
     cred = tmp_path / "credential"
     cred.write_text(SECRET)
-    result = subprocess.run(
+    result = _entrypoint(
         [*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner"],
-        env=_env(stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="X;rm -rf"),
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
+        _env(stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="X;rm -rf"),
     )
     assert result.returncode == 64
     assert "not a valid variable name" in result.stderr
@@ -272,13 +255,9 @@ def test_github_jitconfig_reaches_the_runner_by_env_never_by_argv(
 
 
 def test_github_explicit_jitconfig_is_kept(stubs: Path) -> None:
-    result = subprocess.run(
+    result = _entrypoint(
         ["sh", str(GITHUB_ENTRYPOINT), "run.sh", "--jitconfig", "given"],
-        env=_env(stubs, ACTIONS_RUNNER_INPUT_JITCONFIG="from-env"),
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
+        _env(stubs, ACTIONS_RUNNER_INPUT_JITCONFIG="from-env"),
     )
     assert result.returncode == 0, result.stderr
     assert _record(stubs)["args"] == "--jitconfig given"
@@ -292,13 +271,9 @@ def test_github_registration_token_for_config_sh(stubs: Path, tmp_path: Path) ->
     env = _env(
         stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="ACTIONS_RUNNER_INPUT_TOKEN"
     )
-    result = subprocess.run(
+    result = _entrypoint(
         ["sh", str(GITHUB_ENTRYPOINT), "/bin/sh", "-c", 'config.sh --url "$1"', "sh", "http://x"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
+        env,
     )
     assert result.returncode == 0, result.stderr
     got = _record(stubs)

@@ -14,7 +14,7 @@ import pytest
 from orchestrator.config import Settings
 from orchestrator.models import RunnerState
 from tests.conftest import Clock
-from tests.unit.test_reconciler import POOLS, Harness
+from tests.unit.harness import POOLS, Harness
 
 
 @pytest.fixture

@@ -11,37 +11,13 @@ from collections.abc import Callable
 
 from orchestrator.config import Settings
 from orchestrator.models import RunnerState
-from orchestrator.reconciler import Reconciler
 from providers.errors import ProviderAuthError
 from tests.conftest import Clock
-from tests.fakes import FakeForge, FakeWorld
-from tests.unit.test_reconciler import POOLS, Harness
+from tests.unit.harness import GITHUB_ONLY, POOLS, Harness
 
 
 def github_harness(make_settings: Callable[..., Settings], clock: Clock) -> Harness:
-    settings = make_settings(
-        gitlab_url=None,
-        gitlab_token=None,
-        gitlab_projects=[],
-        github_token="ghp_testtoken0123456789abcdef",
-        github_repo=["o/r"],
-        pools=[{"name": "gh", "labels": ["docker"], "cooldown_s": 60}],
-        poll_interval=2,
-    )
-    world = FakeWorld()
-    h = Harness(settings, clock, world=world)
-    h.forge = FakeForge(world, name="github", kind="github")
-    h.reconciler = Reconciler(
-        settings=settings,
-        journal=h.journal,
-        providers={"github": h.forge},
-        runtime=h.runtime,
-        metrics=h.metrics,
-        instance_id="test",
-        clock=clock,
-    )
-    h.runtime.on_event = h.reconciler.on_container_event
-    return h
+    return Harness(make_settings(**GITHUB_ONLY, poll_interval=2), clock, forge="github")
 
 
 async def test_busy_refusal_after_the_container_was_killed_is_retried_with_backoff(
