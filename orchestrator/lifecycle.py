@@ -4,12 +4,8 @@
   ``starting`` with the forge id -> container created (id journalled) -> started ->
   ``idle``. A failure marks the runner ``failed`` and counts against its pool's
   spawn backoff (:class:`orchestrator.backoff.SpawnBackoff`).
-* **retire**: re-check an idle runner for a job -> ``draining`` -> unregister on the
-  forge (so it stops handing out jobs) -> keep the log tail -> stop and remove the
-  container -> ``removed``. An unregistration that fails is retried with backoff per
-  runner (:class:`orchestrator.backoff.RetryBook`), never every reconcile; after a few
-  attempts only the forge sweep retries it, and ``/status`` lists it as an orphaned
-  registration with its reason.
+* **retire**: :class:`orchestrator.retire.RunnerRetirer` (unregister, then stop and
+  remove; its retry book for failed unregistrations).
 * **settle**: what the runtime's listing says: a container that exited or vanished
   retires its runner; one that exited non-zero before its runner proved itself (took a
   job, or lived past ``early_exit_window_s``) is a spawn failure of its pool; a labelled
@@ -26,7 +22,7 @@ from datetime import datetime
 import structlog
 
 from orchestrator.activity import ActivitySync
-from orchestrator.backoff import RetryBook, SpawnBackoff
+from orchestrator.backoff import SpawnBackoff
 from orchestrator.config import PoolConfig, Settings
 from orchestrator.forges import ForgeTracker
 from orchestrator.labels import pool_labels
@@ -34,15 +30,15 @@ from orchestrator.logging import forget_secret, register_secret
 from orchestrator.metrics import Metrics
 from orchestrator.models import CreateRequest, PoolSpec, Runner, RunnerState
 from orchestrator.recovery import remove_orphan_container
+from orchestrator.retire import RunnerRetirer
 from orchestrator.runtime import ContainerInfo, ContainerRuntime, Listing, RuntimeFailure
 from orchestrator.runtime.spec import container_spec, gpu_request, pool_platform
 from orchestrator.state import Journal
 from providers.base import RunnerRequest, runner_name_prefix
-from providers.errors import ProviderAuthError, ProviderError, RunnerBusy, RunnerNotFound
+from providers.errors import ProviderAuthError, ProviderError
 
 log = structlog.get_logger("orchestrator.lifecycle")
 
-LOG_TAIL_LINES = 50
 #: A runner whose container exits non-zero within this many seconds of its start (or
 #: before it took any job) is a spawn failure of its pool.
 EARLY_EXIT_WINDOW_S = 120.0
@@ -51,7 +47,8 @@ _REASON_TAIL_LINES = 3
 
 
 class RunnerLifecycle:
-    """Creates, retires and settles runners. Owns the spawn and retry books, the minted
+    """Creates and settles runners, and retires them through its
+    :class:`~orchestrator.retire.RunnerRetirer`. Owns the spawn backoff, the minted
     credentials (only to forget them in the redactor) and the runners' start times."""
 
     def __init__(
@@ -78,9 +75,17 @@ class RunnerLifecycle:
         self.pool_specs: dict[str, PoolSpec] = {p.name: p for p in settings.pool_specs()}
         self.pools: dict[str, PoolConfig] = {p.name: p for p in settings.pools}
         self.spawn = SpawnBackoff(clock)
-        self.unregister = RetryBook(clock)
         self.activity = ActivitySync(
             journal=journal, forges=forges, clock=clock, on_job_taken=self._proven
+        )
+        self.retirer = RunnerRetirer(
+            journal=journal,
+            runtime=runtime,
+            forges=forges,
+            activity=self.activity,
+            metrics=metrics,
+            clock=clock,
+            on_removed=self.forget,
         )
         self._spawn_sem = asyncio.Semaphore(spawn_concurrency)
         self._started: dict[str, datetime] = {}
@@ -254,18 +259,18 @@ class RunnerLifecycle:
                 if container is None:
                     if runner.host in listing.unreachable:
                         continue  # unknown, not gone: wait for the host to answer
-                    await self.retire(runner, "container_gone", force=True)
+                    await self.retirer.retire(runner, "container_gone", force=True)
                 elif not container.running:
                     await self._container_ended(runner, container)
             elif runner.state in {RunnerState.DRAINING, RunnerState.FAILED}:
-                await self.retire(runner, "cleanup", force=True)
+                await self.retirer.retire(runner, "cleanup", force=True)
         for container in listing.containers:
             if container.runner_id not in active_ids:
                 await remove_orphan_container(container, self.forges, self.runtime, self.metrics)
         self.prove_long_lived()
 
     async def _container_ended(self, runner: Runner, container: ContainerInfo) -> None:
-        tail = await self._tail(runner.host, container.id)
+        tail = await self.retirer.tail(runner.host, container.id)
         code = container.exit_code
         if code != 0:
             self.metrics.failures.labels(runner.pool, "exited").inc()
@@ -283,133 +288,23 @@ class RunnerLifecycle:
             self._pool_failed(
                 runner.id, runner.pool, "early_exit", f"exited {code} {when}: {last}".strip()
             )
-        await self.retire(self.journal.get(runner.id), "exited", force=True)
+        await self.retirer.retire(self.journal.get(runner.id), "exited", force=True)
 
-    async def _tail(self, host: str, container_id: str) -> str:
-        try:
-            return await self.runtime.logs(host, container_id, LOG_TAIL_LINES)
-        except RuntimeFailure:
-            return ""
-
-    # --- retire --------------------------------------------------------------------------------
+    # --- retire (the retirer's) -----------------------------------------------------------------
 
     async def retire(
         self, runner: Runner, reason: str, *, force: bool = False, sweep: bool = False
     ) -> bool:
-        """Unregister, then stop and remove. True when the runner is gone.
-
-        Unless ``force`` (the container already ended, or a drain deadline passed), an idle
-        runner is re-checked for a job right before it is unregistered, and kept if busy.
-        A failed unregistration waits for its retry time and a paused forge is not asked;
-        ``sweep`` (the forge sweep, a drain deadline) asks anyway.
-        """
-        now = self.clock()
-        if runner.state is RunnerState.REMOVED:
-            return True
-        if runner.state is RunnerState.BUSY and not force:
-            return False  # never retire a busy runner
-        provider = self.forges.provider(runner.forge)
-        if runner.state is RunnerState.IDLE and not force and provider is not None:
-            if runner.forge in await self.activity.refresh(only=[runner]):
-                # The forge did not answer within the grace: never unregister on an unknown.
-                log.info("retire.skipped_unknown", runner=runner.id, pool=runner.pool)
-                return False
-            runner = self.journal.get(runner.id)
-            if runner.state is RunnerState.BUSY:
-                log.info("retire.skipped_busy", runner=runner.id, pool=runner.pool)
-                return False
-        if runner.state is not RunnerState.DRAINING:
-            if runner.state is RunnerState.REQUESTED:
-                # Nothing exists outside yet.
-                self.journal.transition(runner.id, RunnerState.DRAINING, now=now, reason=reason)
-                self.journal.transition(runner.id, RunnerState.REMOVED, now=now, reason=reason)
-                return True
-            runner = self.journal.transition(
-                runner.id, RunnerState.DRAINING, now=now, reason=reason
-            )
-        waiting = self.forges.is_paused(runner.forge) or not self.unregister.due(runner.id)
-        if waiting and not sweep and provider is not None:
-            return False  # the forge cannot be asked now; a later reconcile or sweep will
-        # 1. Unregister first, so the forge stops handing it jobs.
-        ref = self.activity.forge_ref(runner)
-        if provider is None:
-            log.warning("retire.forge_unknown", runner=runner.id, forge=runner.forge)
-        unregistered = True
-        if provider is not None and ref:
-            try:
-                await self.forges.call(provider.unregister_runner(ref, force=force))
-            except RunnerNotFound:
-                pass
-            except RunnerBusy:
-                if not force:
-                    log.info("retire.kept_busy", runner=runner.id, pool=runner.pool)
-                    self.journal.transition(
-                        runner.id, RunnerState.BUSY, now=now, reason="forge_refused_busy"
-                    )
-                    return False
-                # The forge will not drop a busy runner (GitHub): stop it first, retry below.
-                unregistered = False
-            except ProviderError as exc:
-                self.metrics.failures.labels(runner.pool, "unregister").inc()
-                self._unregister_failed(runner, exc, "unregister failed")
-                return False
-        # 2. Then stop and remove the container, keeping its last words.
-        if runner.container_id:
-            try:
-                if not runner.logs_tail:
-                    tail = await self._tail(runner.host, runner.container_id)
-                    if tail:
-                        self.journal.update(runner.id, logs_tail=tail)
-                await self.runtime.stop(runner.host, runner.container_id, timeout_s=10.0)
-                await self.runtime.remove(runner.host, runner.container_id)
-            except RuntimeFailure as exc:
-                self.metrics.failures.labels(runner.pool, "remove").inc()
-                self.journal.update(runner.id, error=f"container removal failed: {exc}")
-                log.warning("retire.remove_failed", runner=runner.id, error=str(exc))
-                return False
-        if not unregistered and provider is not None:
-            try:
-                await self.forges.call(provider.unregister_runner(ref, force=True))
-            except RunnerNotFound:
-                pass
-            except ProviderError as exc:
-                # Its container is gone; the registration is an orphan until a retry or
-                # the sweep gets it.
-                self._unregister_failed(runner, exc, "unregister pending")
-                return False
-        self.journal.transition(runner.id, RunnerState.REMOVED, now=self.clock(), reason=reason)
-        self.forget(runner)
-        self.metrics.retired.labels(runner.pool, reason).inc()
-        log.info("runner.retired", runner=runner.id, pool=runner.pool, reason=reason)
-        return True
-
-    def _unregister_failed(self, runner: Runner, exc: ProviderError, what: str) -> None:
-        if isinstance(exc, ProviderAuthError):
-            self.forges.auth_failed(runner.forge, exc)
-        retry = self.unregister.failed(runner.id, f"{what}: {exc}")
-        when = f"retry at {retry.next_at:%H:%M:%S}" if retry.next_at else "left to the sweep"
-        self.journal.update(runner.id, error=f"{what} ({when}): {exc}")
-        log.warning(
-            "retire.unregister_failed",
-            runner=runner.id,
-            error=str(exc),
-            attempts=retry.attempts,
-            next_at=retry.next_at.isoformat() if retry.next_at else None,
-        )
-
-    def forget(self, runner: Runner) -> None:
-        """Drop everything held about a removed runner."""
-        self.activity.forget(runner)
-        self.unregister.done(runner.id)
-        self._started.pop(runner.id, None)
-        forget_secret(self._credentials.pop(runner.id, None))
+        """Unregister, then stop and remove (see :meth:`RunnerRetirer.retire`)."""
+        return await self.retirer.retire(runner, reason, force=force, sweep=sweep)
 
     async def sweep_orphaned(self) -> int:
-        """Retry every pending unregistration now (the forge sweep). Returns how many
-        runners it finished."""
-        finished = 0
-        for runner_id, _retry in self.unregister:
-            runner = self.journal.get(runner_id)
-            if await self.retire(runner, "cleanup", force=True, sweep=True):
-                finished += 1
-        return finished
+        """Retry every pending unregistration now (the forge sweep)."""
+        return await self.retirer.sweep_orphaned()
+
+    def forget(self, runner: Runner) -> None:
+        """Drop what the lifecycle and its activity sync hold about a removed runner (the
+        retirer has dropped its retry entry)."""
+        self.activity.forget(runner)
+        self._started.pop(runner.id, None)
+        forget_secret(self._credentials.pop(runner.id, None))

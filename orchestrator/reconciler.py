@@ -3,10 +3,11 @@
 The parts it drives, each owning (and pruning) its own state:
 
 * :class:`orchestrator.forges.ForgeTracker`: polls each forge independently, pauses and
-  resumes them, keeps webhook hints, answers ``demand()``;
-* :class:`orchestrator.lifecycle.RunnerLifecycle`: create, retire, settle, spawn backoff
-  and unregistration retries; its :class:`~orchestrator.activity.ActivitySync` keeps the
-  busy/idle view;
+  resumes them, keeps webhook hints (each forge's state and hint book), answers
+  ``demand()``;
+* :class:`orchestrator.lifecycle.RunnerLifecycle`: create, settle, spawn backoff; its
+  :class:`~orchestrator.retire.RunnerRetirer` retires runners and keeps unregistration
+  retries, its :class:`~orchestrator.activity.ActivitySync` keeps the busy/idle view;
 * :func:`orchestrator.planner.compute_plan` (pure) and
   :func:`orchestrator.snapshot.build_snapshot` (pure).
 
@@ -366,7 +367,7 @@ class Reconciler:
             forges=self.forges.statuses(),
             hosts=self.runtime.hosts(),
             orphaned=orphaned_registrations(
-                active, self.lifecycle.unregister, self.lifecycle.activity.forge_ref
+                active, self.lifecycle.retirer.unregister, self.lifecycle.activity.forge_ref
             ),
             run=run,
         )

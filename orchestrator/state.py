@@ -10,146 +10,40 @@ start finds a row that says how far it got, and can finish or roll back.
 Transitions are checked against :data:`orchestrator.models.TRANSITIONS`; an invalid one
 raises :class:`~orchestrator.models.InvalidTransition` and changes nothing.
 
+The rows themselves (schema, typed fields, reading a row back) are in
+:mod:`orchestrator.state_rows`; this module owns the connection and the order of writes.
+
 SQLite calls are short and local; they run inline on the event loop on purpose: a
 journal write must finish before the action it guards, and the WAL keeps them sub-ms.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Unpack
 
 from orchestrator.models import ACTIVE_STATES, Runner, RunnerState, check_transition
+from orchestrator.state_rows import (
+    SCHEMA,
+    RunnerFields,
+    Transition,
+    TransitionListener,
+    UnknownRunner,
+    dt,
+    migrate,
+    row_to_runner,
+    row_to_transition,
+    ts,
+    write_fields,
+)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runners (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    pool TEXT NOT NULL,
-    forge TEXT NOT NULL,
-    state TEXT NOT NULL,
-    since TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    platform TEXT NOT NULL DEFAULT '',
-    host TEXT NOT NULL DEFAULT '',
-    container_id TEXT NOT NULL DEFAULT '',
-    forge_runner_id TEXT NOT NULL DEFAULT '',
-    current_job TEXT NOT NULL DEFAULT '',
-    last_job_ended_at TEXT,
-    exit_code INTEGER,
-    error TEXT NOT NULL DEFAULT '',
-    logs_tail TEXT NOT NULL DEFAULT '',
-    scope TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS runners_state ON runners(state);
-CREATE TABLE IF NOT EXISTS transitions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    runner_id TEXT NOT NULL,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    at TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS transitions_runner ON transitions(runner_id);
-"""
-
-#: Columns added after the first release, with their definition: a journal written by an
-#: older version gets them on open (``CREATE TABLE IF NOT EXISTS`` leaves its table as is).
-_ADDED_COLUMNS = {"scope": "TEXT NOT NULL DEFAULT ''"}
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Add the columns an older journal lacks; old rows get the column's default."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(runners)")}
-    for column, definition in _ADDED_COLUMNS.items():
-        if column not in have:
-            db.execute(f"ALTER TABLE runners ADD COLUMN {column} {definition}")
-
-
-class RunnerFields(TypedDict, total=False):
-    """The fields :meth:`Journal.update` (and a transition) may change besides the state.
-
-    Typed, so a misspelt or wrongly typed field is a type error, not a runtime surprise.
-    """
-
-    platform: str
-    host: str
-    container_id: str
-    forge_runner_id: str
-    current_job: str
-    last_job_ended_at: datetime | None
-    exit_code: int | None
-    error: str
-    logs_tail: str
-    name: str
-
-
-#: Column names :meth:`Journal.update` may write (the keys of :class:`RunnerFields`).
-_MUTABLE = frozenset(RunnerFields.__annotations__)
-
-
-class UnknownRunner(KeyError):
-    """No journal row with that id."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Transition:
-    """One journalled lifecycle step of a runner (for the event history)."""
-
-    seq: int
-    runner_id: str
-    pool: str
-    forge: str
-    from_state: str | None  # None: the runner was created
-    to_state: str
-    at: datetime
-    reason: str
-
-
-#: Called after a transition is committed (metrics); must not raise or block.
-TransitionListener = Callable[[Transition], None]
-
-
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def _row_to_runner(row: sqlite3.Row) -> Runner:
-    since = _dt(row["since"])
-    created = _dt(row["created_at"])
-    assert since is not None
-    assert created is not None
-    return Runner(
-        id=row["id"],
-        name=row["name"],
-        pool=row["pool"],
-        forge=row["forge"],
-        state=RunnerState(row["state"]),
-        since=since,
-        created_at=created,
-        platform=row["platform"],
-        host=row["host"],
-        container_id=row["container_id"],
-        forge_runner_id=row["forge_runner_id"],
-        current_job=row["current_job"],
-        last_job_ended_at=_dt(row["last_job_ended_at"]),
-        exit_code=row["exit_code"],
-        error=row["error"],
-        logs_tail=row["logs_tail"],
-        # A read-only journal (``plan``) of an older version has no scope column.
-        scope=row["scope"] if "scope" in row.keys() else "",  # noqa: SIM118
-    )
+# Importers name these as ``orchestrator.state``'s (web, page, metrics, events, activity).
+__all__ = ["Journal", "RunnerFields", "Transition", "TransitionListener", "UnknownRunner"]
 
 
 class Journal:
@@ -167,8 +61,8 @@ class Journal:
         # the last commits, which recover/gc/orphan removal already repair. FULL fsynced
         # every write on the event loop: 1.7-7 ms each, 5 per spawned runner (benchmarks.md).
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        _migrate(self._db)
+        self._db.executescript(SCHEMA)
+        migrate(self._db)
         self._listeners: list[TransitionListener] = []
 
     @classmethod
@@ -274,8 +168,8 @@ class Journal:
                     pool,
                     forge,
                     RunnerState.REQUESTED.value,
-                    _ts(now),
-                    _ts(now),
+                    ts(now),
+                    ts(now),
                     platform,
                     scope,
                 ),
@@ -283,7 +177,7 @@ class Journal:
             db.execute(
                 "INSERT INTO transitions(runner_id, from_state, to_state, at, reason)"
                 " VALUES(?, NULL, ?, ?, 'created')",
-                (runner_id, RunnerState.REQUESTED.value, _ts(now)),
+                (runner_id, RunnerState.REQUESTED.value, ts(now)),
             )
         self._notify(runner_id, None, RunnerState.REQUESTED.value, now, "created")
         return self.get(runner_id)
@@ -292,7 +186,7 @@ class Journal:
         row = self._db.execute("SELECT * FROM runners WHERE id=?", (runner_id,)).fetchone()
         if row is None:
             raise UnknownRunner(runner_id)
-        return _row_to_runner(row)
+        return row_to_runner(row)
 
     def transition(
         self,
@@ -318,14 +212,14 @@ class Journal:
                 check_transition(runner_id, current, to)
                 db.execute(
                     "UPDATE runners SET state=?, since=? WHERE id=?",
-                    (to.value, _ts(now), runner_id),
+                    (to.value, ts(now), runner_id),
                 )
                 db.execute(
                     "INSERT INTO transitions(runner_id, from_state, to_state, at, reason)"
                     " VALUES(?, ?, ?, ?, ?)",
-                    (runner_id, current.value, to.value, _ts(now), reason),
+                    (runner_id, current.value, to.value, ts(now), reason),
                 )
-            self._update(db, runner_id, fields)
+            write_fields(db, runner_id, fields)
         if changed is not None:
             self._notify(runner_id, changed.value, to.value, now, reason)
         return self.get(runner_id)
@@ -335,19 +229,8 @@ class Journal:
         with self._tx() as db:
             if db.execute("SELECT 1 FROM runners WHERE id=?", (runner_id,)).fetchone() is None:
                 raise UnknownRunner(runner_id)
-            self._update(db, runner_id, fields)
+            write_fields(db, runner_id, fields)
         return self.get(runner_id)
-
-    @staticmethod
-    def _update(db: sqlite3.Connection, runner_id: str, fields: RunnerFields) -> None:
-        if not fields:
-            return
-        unknown = set(fields) - _MUTABLE
-        if unknown:
-            raise ValueError(f"not updatable: {sorted(unknown)}")
-        values: list[Any] = [_ts(v) if isinstance(v, datetime) else v for v in fields.values()]
-        assignments = ", ".join(f"{k}=?" for k in fields)
-        db.execute(f"UPDATE runners SET {assignments} WHERE id=?", (*values, runner_id))  # noqa: S608
 
     def active(self) -> list[Runner]:
         """Every runner not yet removed, oldest first."""
@@ -356,14 +239,14 @@ class Journal:
             f"SELECT * FROM runners WHERE state IN ({marks}) ORDER BY created_at, id",  # noqa: S608
             tuple(s.value for s in ACTIVE_STATES),
         ).fetchall()
-        return [_row_to_runner(r) for r in rows]
+        return [row_to_runner(r) for r in rows]
 
     def recent(self, limit: int = 200) -> list[Runner]:
         """Active runners plus the most recently removed ones (for /runners and logs)."""
         rows = self._db.execute(
             "SELECT * FROM runners ORDER BY since DESC LIMIT ?", (limit,)
         ).fetchall()
-        return [_row_to_runner(r) for r in rows]
+        return [row_to_runner(r) for r in rows]
 
     def history(self, runner_id: str) -> list[tuple[str | None, str, datetime, str]]:
         """Every transition of one runner, oldest first."""
@@ -374,7 +257,7 @@ class Journal:
         ).fetchall()
         result = []
         for r in rows:
-            at = _dt(r["at"])
+            at = dt(r["at"])
             assert at is not None
             result.append((r["from_state"], r["to_state"], at, r["reason"]))
         return result
@@ -400,23 +283,7 @@ class Journal:
             " ORDER BY t.seq DESC LIMIT :limit",
             {"runner": runner_id, "pool": pool, "before": before, "limit": limit},
         ).fetchall()
-        result = []
-        for r in rows:
-            at = _dt(r["at"])
-            assert at is not None
-            result.append(
-                Transition(
-                    seq=r["seq"],
-                    runner_id=r["runner_id"],
-                    pool=r["pool"] or "",
-                    forge=r["forge"] or "",
-                    from_state=r["from_state"],
-                    to_state=r["to_state"],
-                    at=at,
-                    reason=r["reason"],
-                )
-            )
-        return result
+        return [row_to_transition(r) for r in rows]
 
     def prune(self, older_than: datetime) -> int:
         """Forget removed runners last changed before ``older_than``. Returns how many."""
@@ -425,7 +292,7 @@ class Journal:
                 r["id"]
                 for r in db.execute(
                     "SELECT id FROM runners WHERE state=? AND since<?",
-                    (RunnerState.REMOVED.value, _ts(older_than)),
+                    (RunnerState.REMOVED.value, ts(older_than)),
                 ).fetchall()
             ]
             for runner_id in ids:

@@ -21,12 +21,14 @@ does the I/O:
   node, removal of our services) nudge the reconciler; task state changes on other nodes
   are not events in the Docker API, so the periodic reconcile catches those.
 
-This module is the async driver (threads, retries, the start wait, the order of steps);
-each concern lives in a module of its own: connection, event stream and the instance's
-shared objects in :mod:`~orchestrator.runtime.swarm_engine`, the blocking calls on one
-runner's service in :mod:`~orchestrator.runtime.swarm_services`, which endpoint may take
-a runner in :mod:`~orchestrator.runtime.swarm_placement`, and the pure spec rules in
-:mod:`~orchestrator.runtime.swarm_spec`.
+This module is the driver of the runner operations (the start wait, the order of steps);
+each concern lives in a module of its own: the endpoints' connections, worker threads,
+event watchers, listing and error translation in
+:mod:`~orchestrator.runtime.swarm_endpoints`; connection, event stream and the
+instance's shared objects in :mod:`~orchestrator.runtime.swarm_engine`; the blocking
+calls on one runner's service in :mod:`~orchestrator.runtime.swarm_services`; which
+endpoint may take a runner in :mod:`~orchestrator.runtime.swarm_placement`; and the pure
+spec rules in :mod:`~orchestrator.runtime.swarm_spec`.
 
 Labels are the only ownership record, as for containers: services, their task
 containers (``ContainerSpec.Labels``), secrets, the overlay network and named volumes all
@@ -38,56 +40,31 @@ first), which is what lets the daemon itself run as a Swarm service that may mov
 from __future__ import annotations
 
 import asyncio
-import builtins
-import contextlib
 import dataclasses
 import functools
-import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
-
-import docker
-import docker.errors
-import docker.tls
+from collections.abc import Sequence
 
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
     ContainerInfo,
     ContainerSpec,
     ContainerStartError,
     EventCallback,
     GpuRequest,
     HostStatus,
-    HostUnavailable,
     Listing,
-    RuntimeFailure,
 )
-from orchestrator.runtime import swarm_placement as placement
-from orchestrator.runtime.swarm_engine import (
-    CONNECTION_ERRORS,
-    HOST_RETRY_S,
-    Endpoint,
-    NotSwarmManager,
-    check_manager,
-    connect,
-    describe,
-    release,
-    watch,
-)
+from orchestrator.runtime.swarm_endpoints import SwarmEndpoints
+from orchestrator.runtime.swarm_engine import release
 from orchestrator.runtime.swarm_services import (
     create_service,
-    list_services,
     remove_runner,
     scale_to_zero,
     service_logs,
     service_state,
 )
-from orchestrator.runtime.swarm_spec import TERMINAL_STATES, node_status, service_info
-
-T = TypeVar("T")
+from orchestrator.runtime.swarm_spec import TERMINAL_STATES, service_info
 
 #: How long ``start_container`` waits for the engine to run the task (then it returns the
 #: task as it is; a task still being placed or pulled counts as live).
@@ -118,148 +95,27 @@ class SwarmRuntime:
         max_concurrency: int = 4,
         start_wait_s: float = START_WAIT_S,
     ) -> None:
-        if not hosts:
-            raise ValueError("SwarmRuntime needs at least one swarm endpoint")
-        names = [h.name for h in hosts]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate docker host names {names}")
+        self.endpoints = SwarmEndpoints(instance_id, hosts, max_concurrency=max_concurrency)
         self.instance_id = instance_id
         self.network_name = network_name or default_network_name(instance_id)
-        self._endpoints = {h.name: Endpoint(h) for h in hosts}
-        self._max_concurrency = max(1, max_concurrency)
         self._start_wait_s = max(0.0, start_wait_s)
-        self._semaphore: asyncio.Semaphore | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._on_event: EventCallback | None = None
-        self._label_filter = [f"{LABEL_MANAGED}=true", f"{LABEL_INSTANCE}={instance_id}"]
-        self._closed = False
 
-    # --- plumbing ---------------------------------------------------------------------------
-
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self._max_concurrency)
-        async with self._semaphore:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-
-    def _endpoint(self, name: str) -> Endpoint:
-        try:
-            return self._endpoints[name]
-        except KeyError:
-            raise HostUnavailable(name, "not a configured swarm endpoint") from None
-
-    def _connect_sync(self, ep: Endpoint) -> None:
-        if ep.client is None:
-            ep.client = connect(ep.config)
-        else:
-            check_manager(ep.client)
-        ep.api_version = str(ep.client.api.api_version)
-        ep.nodes = tuple(node_status(n) for n in ep.client.api.nodes())
-
-    async def _connected(self, ep: Endpoint, *, force: bool = False) -> bool:
-        if ep.client is not None and ep.ok:
-            return True
-        now = time.monotonic()
-        if not force and now - ep.last_attempt < HOST_RETRY_S:
-            return False
-        ep.last_attempt = now
-        try:
-            await self._run(self._connect_sync, ep)
-        except (docker.errors.DockerException, NotSwarmManager, *CONNECTION_ERRORS) as exc:
-            ep.ok, ep.error = (
-                False,
-                describe(exc) if not isinstance(exc, RuntimeFailure) else str(exc),
-            )
-            return False
-        ep.ok, ep.error = True, ""
-        self._start_watcher(ep)
-        return True
-
-    async def _require(self, name: str) -> Endpoint:
-        ep = self._endpoint(name)
-        if not await self._connected(ep):
-            raise HostUnavailable(name, ep.error)
-        return ep
-
-    def _translate(self, ep: Endpoint, exc: BaseException, op: str, what: str) -> RuntimeFailure:
-        """Only the SDK's and the transport's errors are translated; anything else is a bug
-        and propagates as itself."""
-        if isinstance(exc, CONNECTION_ERRORS) or (
-            isinstance(exc, docker.errors.DockerException)
-            and not isinstance(exc, docker.errors.APIError)
-            and "connection" in str(exc).lower()
-        ):
-            ep.ok, ep.error = False, describe(exc)
-            return HostUnavailable(ep.name, f"{op} {what}: {describe(exc)}")
-        message = f"{op} {what} on {ep.name} failed: {describe(exc)}"
-        if op in {"create", "start"}:
-            return ContainerStartError(message, host=ep.name, container_id="")
-        return RuntimeFailure(message)
-
-    async def _call(self, ep: Endpoint, op: str, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return await self._run(fn)
-        except RuntimeFailure:
-            raise
-        except (docker.errors.DockerException, *CONNECTION_ERRORS) as exc:
-            raise self._translate(ep, exc, op, what) from exc
-
-    # --- lifecycle --------------------------------------------------------------------------
+    # --- lifecycle (the endpoints') --------------------------------------------------------
 
     async def start(self, on_event: EventCallback) -> None:
         """Connect every endpoint (a failing one is marked down and retried later) and
         start watching events."""
-        self._loop = asyncio.get_running_loop()
-        self._on_event = on_event
-        self._closed = False
-        await asyncio.gather(*(self._connected(e, force=True) for e in self._endpoints.values()))
-        await asyncio.gather(
-            *(
-                asyncio.to_thread(e.watching.wait, 5.0)
-                for e in self._endpoints.values()
-                if e.watcher is not None
-            )
-        )
+        await self.endpoints.start(on_event)
 
     async def aclose(self) -> None:
         """Stop watching and close clients; services keep running (adoption)."""
-        self._closed = True
-        for ep in self._endpoints.values():
-            ep.stop.set()
-            if ep.stream is not None:
-                with contextlib.suppress(Exception):
-                    ep.stream.close()
-        for ep in self._endpoints.values():
-            if ep.watcher is not None:
-                await asyncio.to_thread(ep.watcher.join, 5.0)
-                ep.watcher = None
-            if ep.client is not None:
-                with contextlib.suppress(Exception):
-                    ep.client.close()
-                ep.client = None
-            ep.ok, ep.error, ep.network_ready = False, "closed", False
-
-    # --- events -----------------------------------------------------------------------------
-
-    def _start_watcher(self, ep: Endpoint) -> None:
-        if self._on_event is None or self._loop is None or self._closed:
-            return
-        if ep.watcher is not None and ep.watcher.is_alive():
-            return
-        ep.stop, ep.watching = threading.Event(), threading.Event()
-        ep.watcher = threading.Thread(
-            target=watch,
-            args=(ep, self.instance_id, ep.client, ep.stop, self._loop, self._on_event),
-            name=f"swarm-events-{ep.name}",
-            daemon=True,
-        )
-        ep.watcher.start()
+        await self.endpoints.aclose()
 
     # --- placement --------------------------------------------------------------------------
 
     def hosts(self) -> Sequence[HostStatus]:
         """In-memory view (no I/O): per endpoint, its nodes as last listed."""
-        return [placement.status(ep) for ep in self._endpoints.values()]
+        return self.endpoints.hosts()
 
     def placeable(self, platform: str, gpus: GpuRequest, hosts: tuple[str, ...] = ()) -> str:
         """'' when some swarm endpoint has a ready node of that arch with enough GPUs.
@@ -267,11 +123,7 @@ class SwarmRuntime:
         The pool's own constraints and free resources are left to the engine: when no
         node satisfies them, ``start_container`` raises with the engine's reason.
         """
-        return placement.placeable(self._endpoints.values(), platform, gpus, hosts)
-
-    async def _place(self, spec: ContainerSpec) -> Endpoint:
-        await asyncio.gather(*(self._connected(e) for e in self._endpoints.values() if not e.ok))
-        return placement.choose(builtins.list(self._endpoints.values()), spec)
+        return self.endpoints.placeable(platform, gpus, hosts)
 
     # --- runners ------------------------------------------------------------------------------
 
@@ -282,8 +134,8 @@ class SwarmRuntime:
             raise ContainerStartError(
                 f"spec is for instance {spec.instance_id!r}, this runtime is {self.instance_id!r}"
             )
-        ep = await self._place(spec)
-        attrs = await self._call(
+        ep = await self.endpoints.place(spec)
+        attrs = await self.endpoints.call(
             ep,
             "create",
             spec.name,
@@ -303,12 +155,12 @@ class SwarmRuntime:
     async def start_container(self, info: ContainerInfo) -> ContainerInfo:
         """Wait (clamped) until the engine runs the task; raise with its reason when no
         node can take it or the node rejected it."""
-        ep = await self._require(info.host)
+        ep = await self.endpoints.require(info.host)
         deadline = time.monotonic() + self._start_wait_s
         delay = 0.1
         current = info
         while True:
-            state = await self._call(
+            state = await self.endpoints.call(
                 ep, "start", info.name, lambda: service_state(ep.client, info.id)
             )
             if state is None:
@@ -340,9 +192,9 @@ class SwarmRuntime:
     async def stop(self, host: str, container_id: str, timeout_s: float = 10.0) -> None:
         """Scale the service to zero: SIGTERM, SIGKILL after the service's grace period
         (fixed at create to the reconciler's 10 s). Waits, clamped, for the task to end."""
-        ep = await self._require(host)
+        ep = await self.endpoints.require(host)
 
-        await self._call(
+        await self.endpoints.call(
             ep,
             "stop",
             container_id,
@@ -352,9 +204,9 @@ class SwarmRuntime:
     async def remove(self, host: str, container_id: str) -> None:
         """Remove the service (the engine removes its task container) and its secret.
         Gone already is success."""
-        ep = await self._require(host)
+        ep = await self.endpoints.require(host)
 
-        await self._call(
+        await self.endpoints.call(
             ep,
             "remove",
             container_id,
@@ -364,34 +216,14 @@ class SwarmRuntime:
 
     async def list(self) -> Listing:
         """Our runner services on every endpoint that answers, plus the ones that did not."""
-
-        async def one(ep: Endpoint) -> builtins.list[ContainerInfo] | None:
-            if not await self._connected(ep):
-                return None
-            try:
-                return await self._run(list_services, ep, self._label_filter)
-            except (docker.errors.DockerException, *CONNECTION_ERRORS) as exc:
-                ep.ok, ep.error = False, describe(exc)
-                return None
-
-        endpoints = list(self._endpoints.values())
-        results = await asyncio.gather(*(one(e) for e in endpoints))
-        found: builtins.list[ContainerInfo] = []
-        for ep, result in zip(endpoints, results, strict=True):
-            if result is not None:
-                ep.services = {i.id for i in result}
-                found.extend(result)
-        unreachable = frozenset(
-            e.name for e, r in zip(endpoints, results, strict=True) if r is None
-        )
-        return Listing(containers=tuple(found), unreachable=unreachable)
+        return await self.endpoints.list()
 
     async def logs(self, host: str, container_id: str, tail: int = 100) -> str:
         """The service's last ``tail`` lines; a failed task's engine error is appended, so
         the journalled tail says why a runner never ran. '' when gone."""
-        ep = await self._require(host)
+        ep = await self.endpoints.require(host)
 
-        return await self._call(
+        return await self.endpoints.call(
             ep, "logs", container_id, functools.partial(service_logs, ep, container_id, tail)
         )
 
@@ -411,12 +243,12 @@ class SwarmRuntime:
         removed services' containers are still being torn down by the engine.
         """
 
-        for ep in self._endpoints.values():
-            if await self._connected(ep, force=True):
-                await self._call(
+        for ep in self.endpoints.all():
+            if await self.endpoints.connected(ep, force=True):
+                await self.endpoints.call(
                     ep,
                     "release",
                     self.network_name,
-                    functools.partial(release, ep.client, self._label_filter),
+                    functools.partial(release, ep.client, self.endpoints.label_filter),
                 )
                 ep.network_ready = False

@@ -136,19 +136,19 @@ async def test_webhook_hints_are_one_bounded_layer_superseded_by_a_poll_that_rea
     now = two.clock.now
     many = tuple(PendingJob(str(i), "group/project", ("docker",), now) for i in range(3000))
     tracker.on_webhook("github", WebhookResult("workflow_job.queued", True, jobs=many))
-    assert len(tracker.forges["github"].hints) == tracker.limits.hint_max
+    assert len(tracker.forges["github"].hints.jobs) == tracker.limits.hint_max
     # A poll that did not read the hints' scope (refused, skipped for budget, cached)
     # is no proof: the hints stay. (Dropping them here lost the e2e webhook's job.)
     elsewhere = PendingJob("x1", "other/repo", ("docker",), now)
     tracker.on_webhook("github", WebhookResult("workflow_job.queued", True, jobs=(elsewhere,)))
     two.clock.advance(1)
     await tracker.poll()
-    assert "github:x1" in tracker.forges["github"].hints
+    assert "github:x1" in tracker.forges["github"].hints.jobs
     # A later poll that read "group/project" (it lists another job there) supersedes them.
     two.world.add_job("github", ["docker"])
     two.clock.advance(15)  # deliveries arrive: the poll is a safety net, due after 15 s
     await tracker.poll()
-    hints = tracker.forges["github"].hints
+    hints = tracker.forges["github"].hints.jobs
     assert list(hints) == ["github:x1"]
     two.clock.advance(tracker.limits.hint_ttl_s + 1)
     assert [j for j in tracker.demand() if j.forge == "github" and j.id == "x1"] == []  # aged out
