@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from orchestrator.models import CREDENTIAL_DIR
 
 if TYPE_CHECKING:
-    from orchestrator.config import Ceiling, PoolConfig
+    from orchestrator.config_pools import Ceiling, PoolConfig
 
 #: Where Docker-compatible engines keep their API sockets and state; a bind of any of
 #: these, of a parent of one, or of anything below ``/run`` needs ``allow_docker_socket``.

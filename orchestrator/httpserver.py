@@ -42,7 +42,7 @@ BACKLOG = 128
 #: One log line per kind of repeated error per this many seconds.
 LOG_WINDOW_S = 60.0
 
-#: Requests in flight per connection (kept by web.py's middleware, read by the cap).
+#: Requests in flight per connection (kept by the web/base.py middleware, read by the cap).
 InFlight = dict[web.RequestHandler, int]
 
 _REFUSED = (

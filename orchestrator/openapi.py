@@ -4,6 +4,9 @@ Served at ``/api/v1/openapi.json`` and written to ``docs/openapi.json`` by
 ``python -m orchestrator.openapi docs/openapi.json`` (a test fails when the file drifts
 from :func:`document`). Tests validate every response they see against it and fuzz every
 route from it, so a handler that answers something undocumented fails the suite.
+
+This module holds the paths and the document around them; the schemas and the shared
+error answers they refer to are in :mod:`orchestrator.openapi_schemas`.
 """
 
 from __future__ import annotations
@@ -14,284 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.events import EVENT_WORDS
-from orchestrator.models import RunnerState, WaitReason
-
-JSON = "application/json"
+from orchestrator.openapi_schemas import (
+    JSON,
+    RESPONSES,
+    SCHEMAS,
+    json_response,
+    ref,
+    response_ref,
+)
 
 #: Read endpoints served both at ``/<name>`` and ``/api/v1/<name>``.
 READ_ALIASES = ("health", "ready", "status", "runners", "metrics")
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
 def _html(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/responses/{description}"}
-
-
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-_STR_LIST = {"type": "array", "items": {"type": "string"}}
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "description": "Every 4xx/5xx answer of this API.",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}},
-    },
-    "Health": {
-        "type": "object",
-        "required": ["status", "loop_age_s"],
-        "properties": {
-            "status": {"enum": ["ok", "stalled"]},
-            "loop_age_s": {"type": "number", "minimum": 0},
-        },
-    },
-    "Ready": {
-        "type": "object",
-        "required": ["ready", "reasons"],
-        "properties": {"ready": {"type": "boolean"}, "reasons": _STR_LIST},
-    },
-    "Forge": {
-        "type": "object",
-        "required": ["name", "kind", "paused", "error", "pending_jobs"],
-        "properties": {
-            "name": {"type": "string"},
-            "kind": {"enum": ["gitlab", "github"]},
-            "paused": {"type": "boolean"},
-            "error": {"type": "string", "description": "why polling is paused ('' if not)"},
-            "last_ok_at": _NULLABLE_TIME,
-            "retry_at": _NULLABLE_TIME,
-            "pending_jobs": {"type": "integer", "minimum": 0},
-            "poll_interval_s": {"type": "number"},
-            "rate_limit_remaining": {"type": ["integer", "null"]},
-            "note": {"type": "string"},
-            "stale": {
-                "type": "string",
-                "description": "why the forge's view is too old to trust ('' = fresh)",
-            },
-            "poll_mode": {
-                "type": "string",
-                "description": "how often the forge is polled and why, e.g. "
-                "'fast (activity 12 s ago)', 'idle', 'webhook safety-net'",
-            },
-            "scope_errors": {
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": "projects/repositories the forge refused (403/404) and why, "
-                "skipped while the rest is served (at most 20 named; see scope_error_count)",
-            },
-            "scope_error_count": {"type": "integer", "minimum": 0},
-            "jobs_capped": {
-                "type": "object",
-                "additionalProperties": {"type": "integer", "minimum": 0},
-                "description": "scopes whose waiting jobs were read only up to "
-                "MAX_JOBS_PER_SCOPE -> jobs read (at most 20 named; see jobs_capped_count)",
-            },
-            "jobs_capped_count": {"type": "integer", "minimum": 0},
-        },
-    },
-    "Pool": {
-        "type": "object",
-        "required": ["name", "forge", "platform", "labels", "max_runners", "active"],
-        "properties": {
-            "name": {"type": "string"},
-            "forge": {"type": "string"},
-            "platform": {"type": "string"},
-            "labels": _STR_LIST,
-            "max_runners": {"type": "integer"},
-            "min_idle": {"type": "integer"},
-            "pending_jobs": {"type": "integer"},
-            "runners": {
-                "type": "object",
-                "description": "runner count by lifecycle state",
-                "additionalProperties": {"type": "integer"},
-            },
-            "active": {"type": "integer"},
-            "unavailable": {"type": "string", "description": "why it cannot start runners"},
-        },
-    },
-    "Host": {
-        "type": "object",
-        "required": ["name", "ok"],
-        "properties": {
-            "name": {"type": "string"},
-            "url": {"type": "string"},
-            "ok": {"type": "boolean"},
-            "arch": {"type": "string"},
-            "gpus": {"type": "integer"},
-            "max_containers": {"type": "integer"},
-            "containers": {"type": "integer"},
-            "error": {"type": "string"},
-        },
-    },
-    "WaitingJob": {
-        "type": "object",
-        "required": ["job", "forge", "id", "reason"],
-        "properties": {
-            "job": {"type": "string", "description": "<forge>:<job id>"},
-            "forge": {"type": "string"},
-            "id": {"type": "string"},
-            "scope": {"type": "string"},
-            "name": {"type": "string"},
-            "tags": _STR_LIST,
-            "created_at": _NULLABLE_TIME,
-            "pool": {"type": ["string", "null"]},
-            "reason": {"enum": [r.value for r in WaitReason]},
-            "detail": {"type": "string"},
-        },
-    },
-    "Status": {
-        "type": "object",
-        "required": ["instance", "reconcile", "forges", "pools", "hosts", "waiting_jobs"],
-        "properties": {
-            "instance": {"type": "string"},
-            "reconcile": {
-                "type": "object",
-                "required": ["result"],
-                "properties": {
-                    "result": {"enum": ["never", "ok", "degraded", "error"]},
-                    "error": {"type": "string"},
-                    "started_at": _NULLABLE_TIME,
-                    "finished_at": _NULLABLE_TIME,
-                    "last_ok_at": _NULLABLE_TIME,
-                    "duration_s": {"type": "number"},
-                    "count": {"type": "integer"},
-                    "last_plan": {"type": "object"},
-                },
-            },
-            "forges": {"type": "array", "items": _ref("Forge")},
-            "pools": {"type": "array", "items": _ref("Pool")},
-            "hosts": {"type": "array", "items": _ref("Host")},
-            "waiting_jobs": {
-                "type": "array",
-                "items": _ref("WaitingJob"),
-                "description": "at most ?limit= of them (oldest first as the planner saw them)",
-            },
-            "waiting_jobs_total": {"type": "integer", "description": "all waiting jobs"},
-            "waiting_by_reason": {
-                "type": "object",
-                "additionalProperties": {"type": "integer"},
-            },
-        },
-    },
-    "Runner": {
-        "type": "object",
-        "required": ["id", "name", "pool", "forge", "state", "since"],
-        "properties": {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "pool": {"type": "string"},
-            "forge": {"type": "string"},
-            "state": {"enum": [s.value for s in RunnerState]},
-            "since": {"type": "string", "format": "date-time"},
-            "created_at": _NULLABLE_TIME,
-            "platform": {"type": "string"},
-            "scope": {
-                "type": "string",
-                "description": "project or owner/repo it was registered in when its forge"
-                " registers runners in several; empty when it can serve any job of its pool",
-            },
-            "host": {"type": "string"},
-            "container_id": {"type": "string"},
-            "forge_runner_id": {"type": "string"},
-            "current_job": {"type": "string"},
-            "last_job_ended_at": _NULLABLE_TIME,
-            "exit_code": {"type": ["integer", "null"]},
-            "error": {"type": "string"},
-        },
-    },
-    "Runners": {
-        "type": "object",
-        "required": ["runners"],
-        "properties": {
-            "runners": {"type": "array", "items": _ref("Runner")},
-            "total": {"type": "integer", "description": "runners known (listed or not)"},
-        },
-    },
-    "Event": {
-        "type": "object",
-        "required": ["seq", "at", "runner", "event", "to", "reason"],
-        "properties": {
-            "seq": {"type": "integer", "description": "journal order; pass as ?before="},
-            "at": {"type": "string", "format": "date-time"},
-            "runner": {"type": "string"},
-            "pool": {"type": "string"},
-            "forge": {"type": "string"},
-            "event": {"enum": list(EVENT_WORDS)},
-            "from": {"enum": [*(s.value for s in RunnerState), None]},
-            "to": {"enum": [s.value for s in RunnerState]},
-            "reason": {"type": "string"},
-        },
-    },
-    "Events": {
-        "type": "object",
-        "required": ["events"],
-        "properties": {"events": {"type": "array", "items": _ref("Event")}},
-    },
-    "ScaleRequest": {
-        "type": "object",
-        "required": ["pool"],
-        "properties": {
-            "pool": {"type": "string", "minLength": 1},
-            "count": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
-        },
-    },
-    "ScaleAccepted": {
-        "type": "object",
-        "required": ["accepted", "pool", "delta"],
-        "properties": {
-            "accepted": {"const": True},
-            "pool": {"type": "string"},
-            "delta": {"type": "integer"},
-        },
-    },
-    "RunnerRemoval": {
-        "type": "object",
-        "required": ["removed", "runner"],
-        "properties": {
-            "removed": {"type": "boolean"},
-            "reason": {"type": "string"},
-            "runner": _ref("Runner"),
-        },
-    },
-    "WebhookAccepted": {
-        "type": "object",
-        "required": ["accepted"],
-        "properties": {
-            "accepted": {"const": True},
-            "event": {"type": "string"},
-            "note": {"type": "string", "description": "why polling will finish the work"},
-        },
-    },
-}
-
-_RESPONSES: dict[str, Any] = {
-    "BadRequest": _json(_ref("Error"), "malformed input (body, query or header)"),
-    "Unauthorized": {
-        **_json(_ref("Error"), "missing or wrong bearer token / webhook secret"),
-        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-    },
-    "Forbidden": _json(_ref("Error"), "management API disabled"),
-    "NotFound": _json(_ref("Error"), "no such runner, forge or webhook kind"),
-    "Timeout": _json(_ref("Error"), "the request body did not arrive in time"),
-    "TooLarge": _json(_ref("Error"), "body larger than MAX_WEBHOOK_BYTES"),
-    "Unsupported": _json(_ref("Error"), "body is not JSON in a known charset"),
-    "MisdirectedHost": _json(_ref("Error"), "Host header not in HTTP_ALLOWED_HOSTS"),
-}
-
-#: Answers any route can give, whatever it does (see web.py middlewares).
-_COMMON = {"421": _error("MisdirectedHost")}
+#: Answers any route can give, whatever it does (see the middlewares in web/base.py).
+_COMMON = {"421": response_ref("MisdirectedHost")}
 
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -308,13 +52,13 @@ _LIMIT = {
 def _read(
     summary: str, schema: str, *, unavailable: bool = False, limited: bool = False
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": _json(_ref(schema), summary), **_COMMON}
+    responses: dict[str, Any] = {"200": json_response(ref(schema), summary), **_COMMON}
     if unavailable:
-        responses["503"] = _json(_ref(schema), "not healthy / not ready (with reasons)")
+        responses["503"] = json_response(ref(schema), "not healthy / not ready (with reasons)")
     operation: dict[str, Any] = {"summary": summary, "tags": ["read"], "responses": responses}
     if limited:
         operation["parameters"] = [_LIMIT]
-        responses["400"] = _error("BadRequest")
+        responses["400"] = response_ref("BadRequest")
     return {"get": operation}
 
 
@@ -340,15 +84,15 @@ def _scale(direction: str) -> dict[str, Any]:
             "summary": f"scale a pool {direction} now (applied by the next reconcile)",
             "tags": ["management"],
             "security": _BEARER,
-            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("ScaleRequest")}}},
+            "requestBody": {"required": True, "content": {JSON: {"schema": ref("ScaleRequest")}}},
             "responses": {
-                "202": _json(_ref("ScaleAccepted"), "accepted"),
-                "400": _error("BadRequest"),
-                "401": _error("Unauthorized"),
-                "403": _error("Forbidden"),
-                "408": _error("Timeout"),
-                "413": _error("TooLarge"),
-                "415": _error("Unsupported"),
+                "202": json_response(ref("ScaleAccepted"), "accepted"),
+                "400": response_ref("BadRequest"),
+                "401": response_ref("Unauthorized"),
+                "403": response_ref("Forbidden"),
+                "408": response_ref("Timeout"),
+                "413": response_ref("TooLarge"),
+                "415": response_ref("Unsupported"),
                 **_COMMON,
             },
         }
@@ -402,13 +146,13 @@ def _webhook(with_forge: bool) -> dict[str, Any]:
                 "content": {JSON: {"schema": {"type": "object"}}},
             },
             "responses": {
-                "202": _json(_ref("WebhookAccepted"), "accepted (possibly left to polling)"),
-                "400": _error("BadRequest"),
-                "401": _error("Unauthorized"),
-                "404": _error("NotFound"),
-                "408": _error("Timeout"),
-                "413": _error("TooLarge"),
-                "415": _error("Unsupported"),
+                "202": json_response(ref("WebhookAccepted"), "accepted (possibly left to polling)"),
+                "400": response_ref("BadRequest"),
+                "401": response_ref("Unauthorized"),
+                "404": response_ref("NotFound"),
+                "408": response_ref("Timeout"),
+                "413": response_ref("TooLarge"),
+                "415": response_ref("Unsupported"),
                 **_COMMON,
             },
         }
@@ -440,7 +184,7 @@ def document() -> dict[str, Any]:
         "get": {
             "summary": "this document",
             "tags": ["read"],
-            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), **_COMMON},
+            "responses": {"200": json_response({"type": "object"}, "OpenAPI 3.1"), **_COMMON},
         }
     }
     paths["/api/v1/events"] = {
@@ -460,8 +204,8 @@ def document() -> dict[str, Any]:
                 ),
             ],
             "responses": {
-                "200": _json(_ref("Events"), "events"),
-                "400": _error("BadRequest"),
+                "200": json_response(ref("Events"), "events"),
+                "400": response_ref("BadRequest"),
                 **_COMMON,
             },
         }
@@ -478,7 +222,7 @@ def document() -> dict[str, Any]:
             "parameters": [part],
             "responses": {
                 "200": _html("the page"),
-                "400": _error("BadRequest"),
+                "400": response_ref("BadRequest"),
                 **_COMMON,
             },
         }
@@ -491,9 +235,9 @@ def document() -> dict[str, Any]:
             "parameters": [_RUNNER_ID, part],
             "responses": {
                 "200": _html("the page"),
-                "400": _error("BadRequest"),
-                "401": _error("Unauthorized"),
-                "403": _error("Forbidden"),
+                "400": response_ref("BadRequest"),
+                "401": response_ref("Unauthorized"),
+                "403": response_ref("Forbidden"),
                 "404": _html("no such runner (a page saying so)"),
                 **_COMMON,
             },
@@ -508,11 +252,11 @@ def document() -> dict[str, Any]:
             "security": _BEARER,
             "parameters": [_RUNNER_ID],
             "responses": {
-                "200": _json(_ref("RunnerRemoval"), "removed"),
-                "401": _error("Unauthorized"),
-                "403": _error("Forbidden"),
-                "404": _error("NotFound"),
-                "409": _json(_ref("RunnerRemoval"), "busy, or could not be removed yet"),
+                "200": json_response(ref("RunnerRemoval"), "removed"),
+                "401": response_ref("Unauthorized"),
+                "403": response_ref("Forbidden"),
+                "404": response_ref("NotFound"),
+                "409": json_response(ref("RunnerRemoval"), "busy, or could not be removed yet"),
                 **_COMMON,
             },
         }
@@ -537,10 +281,10 @@ def document() -> dict[str, Any]:
                     "description": "log text",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
-                "400": _error("BadRequest"),
-                "401": _error("Unauthorized"),
-                "403": _error("Forbidden"),
-                "404": _error("NotFound"),
+                "400": response_ref("BadRequest"),
+                "401": response_ref("Unauthorized"),
+                "403": response_ref("Forbidden"),
+                "404": response_ref("NotFound"),
                 **_COMMON,
             },
         }
@@ -565,8 +309,8 @@ def document() -> dict[str, Any]:
         ],
         "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
-            "responses": _RESPONSES,
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

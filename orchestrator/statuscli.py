@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from orchestrator.events import event_word
-from orchestrator.page import ago, reason_sentence
+from orchestrator.markup import ago
+from orchestrator.page import reason_sentence
 
 #: How long to wait for the daemon (it answers from memory, so this is generous).
 TIMEOUT_S = 10.0

@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator import docgen
 from orchestrator.config import ConfigError, Settings, env_names, load_settings
+from orchestrator.config_env import EnvSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -201,6 +202,16 @@ def test_readme_config_reference_matches_the_settings_model() -> None:
     for name in env_names():
         assert f"`{name}`" in text, f"{name} missing from README"
     assert text == docgen.render_readme(text), "run: python -m orchestrator.docgen"
+
+
+def test_env_only_fields_come_first_and_keep_their_docstrings() -> None:
+    """docgen lists Settings.model_fields in order; the fields EnvSettings declares are
+    inherited, and must stay first and described (the .env.example order)."""
+    names = list(Settings.model_fields)
+    assert names[: len(EnvSettings.model_fields)] == list(EnvSettings.model_fields)
+    assert names[0] == "gitlab_url" and "config_file" in names
+    undescribed = [n for n, f in Settings.model_fields.items() if not f.description]
+    assert undescribed == []
 
 
 def test_python_dash_m_and_console_script_agree(make_settings: Callable[..., Settings]) -> None:

@@ -269,14 +269,14 @@ async def test_shutdown_leaves_runners_for_adoption_by_default(running: Running)
 async def test_a_slow_webhook_lookup_is_still_answered_fast(
     running: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import orchestrator.web
+    import orchestrator.web.webhooks
 
     forge = running.daemon.providers["gitlab"]
 
     async def slow(headers: Any, body: bytes) -> Any:
         await asyncio.sleep(30)
 
-    monkeypatch.setattr(orchestrator.web, "WEBHOOK_ANSWER_S", 0.3)
+    monkeypatch.setattr(orchestrator.web.webhooks, "WEBHOOK_ANSWER_S", 0.3)
     monkeypatch.setattr(forge, "handle_webhook", slow)
     started = asyncio.get_running_loop().time()
     status, body = await running.send("POST", "/webhooks/gitlab", data=b"{}")

@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from orchestrator import page
+from orchestrator import page, runnerpage
+from orchestrator.markup import CSP
 from orchestrator.models import Job, Runner, RunnerState, WaitingJob, WaitReason
 from orchestrator.snapshot import ForgeStatus, PoolStatus, Snapshot
 from orchestrator.state import Transition
@@ -143,14 +144,16 @@ def test_every_wait_reason_has_words(reason: WaitReason) -> None:
 def test_the_runner_page_shows_logs_only_when_given_them() -> None:
     runner = _snapshot().runners[0]
     history = [_event("busy", "idle", "job gitlab:76"), _event("idle", "starting", "started")]
-    without = page.runner_page(runner, history, NOW, logs=None, management=True)
+    without = runnerpage.runner_page(runner, history, NOW, logs=None, management=True)
     assert 'id="logs-form"' in without and "secret log line" not in without
     text = Page(without).all_text
     assert "busy" in text and "started" in text
     assert "group/&lt;i&gt;app&lt;/i&gt;" in without  # where it is registered, escaped
-    with_logs = page.runner_page(runner, history, NOW, logs="secret log line <b>", management=True)
+    with_logs = runnerpage.runner_page(
+        runner, history, NOW, logs="secret log line <b>", management=True
+    )
     assert "secret log line &lt;b&gt;" in with_logs
-    disabled = page.runner_page(runner, history, NOW, logs=None, management=False)
+    disabled = runnerpage.runner_page(runner, history, NOW, logs=None, management=False)
     assert "MANAGEMENT_ENABLED" in disabled and 'id="logs-form"' not in disabled
 
 
@@ -164,5 +167,5 @@ def test_the_csp_allows_exactly_the_inline_script_and_style() -> None:
     (style,) = re.findall(r"<style>(.*?)</style>", markup, re.S)
     for body in (script, style):
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-        assert f"'sha256-{digest}'" in page.CSP
-    assert "unsafe-inline" not in page.CSP
+        assert f"'sha256-{digest}'" in CSP
+    assert "unsafe-inline" not in CSP
