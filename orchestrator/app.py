@@ -27,7 +27,7 @@ from orchestrator.runtime import ContainerRuntime, RuntimeFailure
 from orchestrator.scheduler import ReconcileScheduler
 from orchestrator.state import Journal
 from orchestrator.web import create_app, start_server
-from providers.base import GitHubOptions, GitLabOptions, Provider, RequestObserver
+from providers.base import GitHubApp, GitHubOptions, GitLabOptions, Provider, RequestObserver
 from providers.errors import ProviderError
 
 log = structlog.get_logger("orchestrator.app")
@@ -53,6 +53,17 @@ def provider_bounds(settings: Settings) -> dict[str, Any]:
         "max_retry_wait_s": settings.forge_retry_after_max,
         "max_jobs_per_scope": settings.max_jobs_per_scope,
     }
+
+
+def _github_app(forge: GitHubForgeConfig) -> GitHubApp | None:
+    """The App to act as (its key registered as a secret for the log redaction)."""
+    if not forge.uses_app() or forge.app_installation_id is None:
+        return None
+    key = _secret(forge.app_private_key)
+    register_secret(key)
+    return GitHubApp(
+        app_id=forge.app_id, installation_id=forge.app_installation_id, private_key=key
+    )
 
 
 def build_providers(
@@ -97,6 +108,7 @@ def build_providers(
                     GitHubOptions(
                         name=forge.name,
                         token=token,
+                        app=_github_app(forge),
                         instance_id=instance_id,
                         api_url=forge.api_url,
                         web_url=forge.web_url,

@@ -173,7 +173,12 @@ class Settings(EnvSettings):
         problems = duplicates("forges", "forge", (f.name for f in forges))
         forges = [self._with_env_token(f) for f in forges]
         for index, forge in enumerate(forges):
-            if is_empty(forge.token):
+            if isinstance(forge, GitHubForgeConfig) and forge.uses_app():
+                if not is_empty(forge.token):
+                    problems.append(
+                        f"forges[{index}].token: set a token or a GitHub App (app_id), not both"
+                    )
+            elif is_empty(forge.token):
                 env = "GITLAB_TOKEN" if forge.kind == "gitlab" else "GITHUB_TOKEN"
                 problems.append(f"forges[{index}].token: missing (set it or {env})")
         pools = list(self.pools) or self._pools_from_env(forges)

@@ -39,6 +39,9 @@ GITLAB_ENV = {
 }
 GITHUB_ENV = {
     "token": "GITHUB_TOKEN",
+    "app_id": "GITHUB_APP_ID",
+    "app_installation_id": "GITHUB_APP_INSTALLATION_ID",
+    "app_private_key_file": "GITHUB_APP_PRIVATE_KEY_FILE",
     "api_url": "GITHUB_API_URL",
     "web_url": "GITHUB_API_URL",
     "repos": "GITHUB_REPO",
@@ -107,6 +110,12 @@ class EnvSettings(BaseSettings):
     """GitLab request budget per minute (GitLab's jobs API default limit is 600)."""
     github_token: SecretStr | None = None
     """GitHub token; with GITHUB_ORG or GITHUB_REPO defines the forge ``github``."""
+    github_app_id: str = ""
+    """GitHub App id to authenticate as instead of GITHUB_TOKEN (recommended for orgs)."""
+    github_app_installation_id: int | None = Field(None, ge=1)
+    """The GitHub App's installation id (in the installation's settings URL)."""
+    github_app_private_key_file: str = ""
+    """Path to the GitHub App's private key (PEM), e.g. a Compose secret."""
     github_org: CommaList = []
     """Comma-separated organisations (runners registered at org level)."""
     github_repo: CommaList = []
@@ -193,10 +202,11 @@ class EnvSettings(BaseSettings):
                     requests_per_minute=self.gitlab_requests_per_minute,
                 )
             )
-        if self.github_token or self.github_org or self.github_repo:
+        if self.github_token or self.github_app_id or self.github_org or self.github_repo:
             if not (self.github_org or self.github_repo):
+                given = "GITHUB_TOKEN" if self.github_token else "GITHUB_APP_ID"
                 raise ValueError(
-                    "github_repo (env GITHUB_REPO): GITHUB_TOKEN is set but neither "
+                    f"github_repo (env GITHUB_REPO): {given} is set but neither "
                     "GITHUB_ORG nor GITHUB_REPO is"
                 )
             forges.append(
@@ -205,6 +215,9 @@ class EnvSettings(BaseSettings):
                     GITHUB_ENV,
                     "GITHUB_API_URL",
                     token=self.github_token,
+                    app_id=self.github_app_id,
+                    app_installation_id=self.github_app_installation_id,
+                    app_private_key_file=self.github_app_private_key_file,
                     api_url=self.github_api_url,
                     repos=self.github_repo,
                     orgs=self.github_org,
@@ -216,7 +229,7 @@ class EnvSettings(BaseSettings):
         return forges
 
     def _with_env_token(self, forge: AnyForge) -> AnyForge:
-        if forge.token is not None:
+        if forge.token is not None or (isinstance(forge, GitHubForgeConfig) and forge.uses_app()):
             return forge
         token = self.gitlab_token if forge.kind == "gitlab" else self.github_token
         return forge.model_copy(update={"token": token})

@@ -3,6 +3,7 @@ and where its runners are registered (:meth:`~GitLabForgeConfig.runner_scopes`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -91,7 +92,16 @@ class GitHubForgeConfig(ConfigModel):
     name: str = Field("github", pattern=NAME_PATTERN)
     token: SecretStr | None = None
     """PAT/App token with repo administration (repos) or org self-hosted runners (orgs).
-    Defaults to ``GITHUB_TOKEN``."""
+    Defaults to ``GITHUB_TOKEN``. Not needed when ``app_id`` is set."""
+    app_id: str = Field("", pattern=r"^[A-Za-z0-9.]*$")
+    """GitHub App id (or client id) to authenticate as, instead of a token; with
+    ``app_installation_id`` and ``app_private_key_file`` (or ``app_private_key``)."""
+    app_installation_id: int | None = Field(None, ge=1)
+    """The App's installation on the watched org or repositories."""
+    app_private_key_file: str = ""
+    """Path to the App's private key (PEM), read at start-up."""
+    app_private_key: SecretStr | None = None
+    """The App's private key (PEM) inline; ``app_private_key_file`` is preferred."""
     api_url: GitHubApiUrl = "https://api.github.com"
     """GHES: ``https://host/api/v3``."""
     web_url: str = ""
@@ -126,6 +136,38 @@ class GitHubForgeConfig(ConfigModel):
         return list(self.orgs) + [r for r in self.repos if r.split("/")[0].lower() not in orgs]
 
     @model_validator(mode="after")
+    def _app(self) -> GitHubForgeConfig:
+        """App fields come together; the key file is read (and the key parsed) now, so a
+        wrong path or a damaged key is a configuration error naming its field."""
+        given = [self.app_id, self.app_installation_id, self.app_private_key_file]
+        if not any(given) and self.app_private_key is None:
+            return self
+        if not self.app_id or self.app_installation_id is None:
+            raise ValueError(
+                "app_id and app_installation_id: a GitHub App needs both (and its private key)"
+            )
+        if self.app_private_key_file and self.app_private_key is not None:
+            raise ValueError(
+                "app_private_key: set app_private_key_file or app_private_key, not both"
+            )
+        if self.app_private_key_file:
+            try:
+                pem = Path(self.app_private_key_file).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(
+                    f"app_private_key_file: cannot read {self.app_private_key_file}: "
+                    f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
+                ) from None
+            object.__setattr__(self, "app_private_key", SecretStr(pem))
+        if self.app_private_key is None:
+            raise ValueError("app_private_key_file: the GitHub App's private key is missing")
+        check_private_key(self.app_private_key.get_secret_value())
+        return self
+
+    def uses_app(self) -> bool:
+        return bool(self.app_id)
+
+    @model_validator(mode="after")
     def _web_url(self) -> GitHubForgeConfig:
         if not self.web_url:
             api = self.api_url.rstrip("/")
@@ -136,6 +178,20 @@ class GitHubForgeConfig(ConfigModel):
             )
             object.__setattr__(self, "web_url", web)
         return self
+
+
+def check_private_key(pem: str) -> None:
+    """Parse the PEM (cryptography is imported only when an App is configured); the
+    error never repeats the key."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            "app_private_key: not an unencrypted PEM private key "
+            f"({type(exc).__name__}; GitHub's download is one)"
+        ) from None
 
 
 #: Either forge, as the rest of the daemon handles them.

@@ -23,11 +23,15 @@ import structlog
 
 MASK = "**redacted**"
 _SECRET_KEY = re.compile(
-    r"(token|secret|password|passwd|jitconfig|jit_config|credential|authorization|api_key)",
+    r"(token|secret|password|passwd|jitconfig|jit_config|credential|authorization|api_key|private_key)",
     re.IGNORECASE,
 )
 _TOKEN_SHAPES = re.compile(
     r"(glpat-|glrt-|glptt-|gldt-|glcbt-|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_)[A-Za-z0-9_\-.]{6,}"
+)
+#: A PEM private key (a GitHub App's) pasted anywhere: masked whole.
+_PEM_KEY = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL
 )
 _known: set[str] = set()
 _known_lock = threading.Lock()
@@ -54,7 +58,7 @@ def redact_text(text: str) -> str:
     for secret in known:
         if secret in text:
             text = text.replace(secret, MASK)
-    return _TOKEN_SHAPES.sub(MASK, text)
+    return _PEM_KEY.sub(MASK, _TOKEN_SHAPES.sub(MASK, text))
 
 
 def _redact_value(value: Any) -> Any:

@@ -332,6 +332,15 @@ class GitLabOptions:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class GitHubApp:
+    """A GitHub App installation to act as, instead of a token (``GITHUB_APP_*``)."""
+
+    app_id: str
+    installation_id: int
+    private_key: str = dataclasses.field(repr=False)  # PEM
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class GitHubOptions:
     """How to reach one GitHub (or GHES) and what to watch there."""
 
@@ -353,3 +362,4 @@ class GitHubOptions:
     call_deadline_s: float = 60.0  # one whole call, every page included
     min_retry_wait_s: float = 1.0  # every wait GitHub asks for is clamped to this range
     max_retry_wait_s: float = 900.0
+    app: GitHubApp | None = None  # set: authenticate as this App installation, not ``token``

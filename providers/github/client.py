@@ -4,8 +4,8 @@ PyGithub is not used for requests: it has no public per-client transport hook (o
 process-global ``Requester.injectConnectionClasses``), its ``PaginatedList`` sends no
 ``If-None-Match``, its retry sleeps until the primary reset (up to an hour), and the
 endpoints an autoscaler needs (repository JIT configs, registration tokens) are not
-wrapped. It is used for ``github.Auth``, the credential object that writes the
-``Authorization`` header (App installation auth would plug in there).
+wrapped. It is used for GitHub App authentication only (:mod:`providers.github.auth`):
+signing the App's JWT, imported only when an App is configured.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-from github import Auth
+import requests
 
 from providers.base import GitHubOptions, RequestObserver
 from providers.budget import Priority, Sleep
+from providers.errors import ProviderAuthError
+from providers.github.auth import AppInstallationAuth, TokenAuth
 from providers.github.parse import MalformedAnswer, endpoint_template
 from providers.http import forge_http
 from providers.wire import header, next_link
@@ -65,12 +67,25 @@ class GitHubClient:
             "X-GitHub-Api-Version": "2022-11-28",
             "User-Agent": "runner-orchestrator",
         }
-        Auth.Token(options.token).authentication(session_headers)
         self.http.session.headers.update(session_headers)
+        self.auth: TokenAuth | AppInstallationAuth = (
+            AppInstallationAuth(options.app, api_url=self._api_url, session=self._session)
+            if options.app is not None
+            else TokenAuth(options.token)
+        )
+        self.http.session.auth = self.auth
+
+    def _session(self) -> requests.Session:
+        return self.http.session
 
     async def call(self, priority: Priority, fn: Callable[[], T]) -> T:
-        """One blocking call (any number of requests) through the shared layer."""
-        return await self.http.call(priority, fn)
+        """One blocking call (any number of requests) through the shared layer. A 401
+        drops an App's installation token, so the next call fetches a fresh one."""
+        try:
+            return await self.http.call(priority, fn)
+        except ProviderAuthError:
+            self.auth.invalidate()
+            raise
 
     def url(self, path: str) -> str:
         return path if "://" in path else f"{self._api_url}{path}"

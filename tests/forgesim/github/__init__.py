@@ -47,6 +47,8 @@ Control endpoints:
 * ``POST /_sim/webhook-target`` ``{"url": ..., "secret": ...}``: deliver signed
   ``workflow_job`` events (queued, in_progress, completed) there, fire-and-forget.
 * ``POST /_sim/faults``: see :mod:`tests.forgesim.common`.
+* ``POST /_sim/apps``, ``POST /_sim/apps/revoke``: GitHub Apps and their installation
+  tokens (``POST /app/installations/{id}/access_tokens``), see :mod:`.apps`.
 
 Standalone: ``python -m tests.forgesim.github --port P --token T`` (or :func:`serve`).
 """
@@ -62,7 +64,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from tests.forgesim.common import SIM_KEY, RunningSim, make_app
-from tests.forgesim.github import control, faults, routes, runner_side
+from tests.forgesim.github import apps, control, faults, routes, runner_side
 from tests.forgesim.github.http import api_middleware
 from tests.forgesim.github.model import API
 from tests.forgesim.github.state import SIM, GitHubSim
@@ -89,6 +91,9 @@ def create_app(token: str) -> web.Application:
     app.on_response_prepare.append(_rate_headers_everywhere)
     r = app.router
     r.add_get(f"{API}/rate_limit", routes.rate_limit)
+    r.add_post(
+        f"{API}/app/installations/{{installation_id:\\d+}}/access_tokens", apps.access_tokens
+    )
     # Every route also under GitHub's id form (what its Link headers point to).
     for org in (f"{API}/orgs/{{org}}", f"{API}/organizations/{{org_id:\\d+}}"):
         r.add_get(org, routes.get_org)
@@ -118,6 +123,8 @@ def create_app(token: str) -> web.Application:
     r.add_post("/_sim/orgs/{org}/repos", control.control_create_org_repos)
     r.add_post("/_sim/rate-limit", control.control_rate_limit)
     r.add_get("/_sim/state", control.control_state)
+    r.add_post("/_sim/apps", apps.control_register_app)
+    r.add_post("/_sim/apps/revoke", apps.control_revoke_tokens)
     r.add_post("/_sim/webhook-target", control.control_webhook_target)
     r.add_post("/_sim/jobs/{id:\\d+}/approve", control.control_approve_job)
     r.add_post("/_sim/jobs/{id:\\d+}/webhook", control.control_job_webhook)

@@ -160,6 +160,7 @@ async def control_state(request: web.Request) -> web.Response:
                 for r in sim.runners.values()
             ],
             "requests": sim.request_count,
+            "token_exchanges": sum(app.exchanges for app in sim.apps.values()),
             "rate_limit_used": sim.rate_used,
         }
     )

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from tests.forgesim.common import Handler
 from tests.forgesim.github import shapes
+from tests.forgesim.github.apps import installation_token_valid
 from tests.forgesim.github.model import API, Repo, Run, Runner
 from tests.forgesim.github.state import SIM, GitHubSim
 
@@ -55,8 +56,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     sim.root_url = f"{request.scheme}://{request.host}"
     if not request.path.startswith(API + "/"):
         return await handler(request)
+    if request.path.startswith(f"{API}/app/"):
+        return await handler(request)  # JWT-authenticated: see .apps
     auth = request.headers.get("Authorization", "")
-    if auth not in {f"token {sim.token}", f"Bearer {sim.token}"}:
+    presented = auth.partition(" ")[2] if auth.startswith(("token ", "Bearer ")) else ""
+    if presented != sim.token and not installation_token_valid(sim, presented):
         response: web.StreamResponse = error(401, "Bad credentials")
         response.headers.update(sim.rate_headers())
         return response

@@ -70,3 +70,14 @@ class RegistrationToken:
     scope_kind: str
     scope: str
     expires_at: float
+
+
+@dataclasses.dataclass(slots=True)
+class App:
+    """A GitHub App the simulator knows (see :mod:`.apps`)."""
+
+    app_id: str
+    public_key: str  # PEM
+    installation_id: int
+    token_ttl_s: float = 3600.0
+    exchanges: int = 0  # installation tokens issued

@@ -17,7 +17,7 @@ from aiohttp import web
 from tests.forgesim import stats
 from tests.forgesim.common import SimBase
 from tests.forgesim.github.entities import Entities
-from tests.forgesim.github.model import Job, RegistrationToken, Repo, Run, Runner
+from tests.forgesim.github.model import App, Job, RegistrationToken, Repo, Run, Runner
 from tests.forgesim.github.webhooks import WebhookSender, workflow_job_payload
 
 
@@ -41,6 +41,8 @@ class GitHubSim(SimBase, Entities):
         self._ids = itertools.count(1000)
         self.hooks = WebhookSender()
         self.secondary_times: deque[float] = deque()  # every API request, 304s too
+        self.apps: dict[str, App] = {}  # by App id (see .apps)
+        self.installation_tokens: dict[str, float] = {}  # token -> expiry (epoch)
 
     def next_id(self) -> int:
         return next(self._ids)
