@@ -285,7 +285,10 @@ def test_g_forge_outage_no_crash_no_storm_and_recovery(
     with no_leaks(instance):
         daemon = Daemon(tmp_path, instance, config)
         try:
-            gitlab_sim.faults(500, 30)
+            # The fault outlasts the 30 s loop (whose requests take time too), so /ready is
+            # read while the forge is still down: a 30 s window could close first and a
+            # successful poll turn /ready 200 before it was read.
+            gitlab_sim.faults(500, 45)
             job = gitlab_sim.add_job("1", ["docker"], 1)  # control endpoint: not faulted
             health: list[int] = []
             saw_paused = False
