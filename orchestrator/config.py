@@ -64,7 +64,9 @@ MAX_ENV_BYTES = 64 * 1024
 MASKED = "**********"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Names the runtime sets itself in every runner container; a pool may not override them.
-_RESERVED_ENV = frozenset({"RUNNER_CREDENTIAL_ENV", "RUNNER_CREDENTIAL_FILE"})
+_RESERVED_ENV = frozenset(
+    {"RUNNER_CREDENTIAL_ENV", "RUNNER_CREDENTIAL_FILE", "RUNNER_CREDENTIAL_STDIN"}
+)
 
 __all__ = ["ConfigError", "Settings", "env_names", "load_settings"]
 
@@ -565,8 +567,10 @@ class Settings(BaseSettings):
     """Seconds to wait for the in-flight reconcile (and drain) on shutdown (at most 3600)."""
     docker_host: str = "unix:///var/run/docker.sock"
     """Docker endpoint when DOCKER_HOSTS are not configured in YAML."""
-    credential_delivery: Literal["file", "env"] = "file"
-    """How the runner credential reaches the container (file hides it from docker inspect)."""
+    credential_delivery: Literal["stdin", "file", "env"] = "stdin"
+    """How the runner credential reaches the container: stdin (written to it through an attach
+    made before start; Swarm endpoints use file), file (copied in), env (shows in docker
+    inspect). stdin and file keep it out of docker inspect; see docs/runner-contract.md."""
     network_name: str = Field("", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$")
     """Isolated bridge network for runners; default runner-orchestrator-<instance id>
     (never host, bridge or none)."""
