@@ -113,7 +113,7 @@ def baseline_one(n: int = 10) -> list[float]:
     return times
 
 
-def hardened_kwargs(instance: str) -> Callable[[int], dict[str, Any]]:
+def hardened_kwargs(instance: str, image: str = TEST_IMAGE) -> Callable[[int], dict[str, Any]]:
     """``containers.create`` kwargs exactly as the daemon builds them for the burst's pool
     (``pool()`` in the e2e harness: host network, 256m, 256 pids; hardening: init, no caps,
     no-new-privileges, log limits...), with the raw baseline's command and no credential
@@ -129,7 +129,7 @@ def hardened_kwargs(instance: str) -> Callable[[int], dict[str, Any]]:
             pool="p",
             forge="gitlab",
             forge_runner_id=str(i),
-            image=TEST_IMAGE,
+            image=image,
             command=("sleep", "60"),
             credential="not-a-secret",
             credential_env="CI_SERVER_TOKEN",
@@ -147,7 +147,10 @@ def hardened_kwargs(instance: str) -> Callable[[int], dict[str, Any]]:
 
 
 def baseline_burst(
-    n: int = 50, concurrency: int = 8, options: Callable[[int], dict[str, Any]] | None = None
+    n: int = 50,
+    concurrency: int = 8,
+    options: Callable[[int], dict[str, Any]] | None = None,
+    image: str = TEST_IMAGE,
 ) -> dict[str, Any]:
     """Raw SDK: create + start n containers, ``concurrency`` at a time; per-call times too.
     ``options``: the create kwargs of container i (default: the plain raw container)."""
@@ -155,7 +158,7 @@ def baseline_burst(
 
     def plain(_: int) -> dict[str, Any]:
         return {
-            "image": TEST_IMAGE,
+            "image": image,
             "command": ["sleep", "60"],
             "labels": BENCH_LABEL,
             "network_mode": "host",
@@ -197,12 +200,14 @@ class ProbedDaemon(Daemon):
         return dict(json.loads(self.probe_out.read_text()))
 
 
-def burst_daemon(tmp: Path, instance: str, n: int = 50, delivery: str = "file") -> dict[str, Any]:
+def burst_daemon(
+    tmp: Path, instance: str, n: int = 50, delivery: str = "file", image: str = TEST_IMAGE
+) -> dict[str, Any]:
     """One burst: n jobs queued at once -> n containers running, with the phase timers."""
     sim = Sim("gitlab", SIM_TOKEN)
     config = gitlab_config(
         sim,
-        [pool("p", ["docker"], max_runners=n)],
+        [pool("p", ["docker"], max_runners=n, image=image)],
         poll_interval=2,
         max_runners=n,
         credential_delivery=delivery,
@@ -284,11 +289,16 @@ def burst(tmp: Path, rounds: int = 3, n: int = 50) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"stdin": [], "file": [], "env": []}
     raw: list[dict[str, Any]] = []
     hardened: list[dict[str, Any]] = []
+    # by id: on a shared engine another checkout may re-tag the test image mid-run
+    image = str(client.images.get(TEST_IMAGE).id)
     for i in range(rounds):
         for delivery, out in runs.items():
-            out.append(burst_daemon(tmp, f"benchburst{delivery}{i}", n, delivery=delivery))
-        raw.append(baseline_burst(n))
-        hardened.append(baseline_burst(n, options=hardened_kwargs(f"benchhard{i}")))
+            name = f"benchburst{delivery}{i}"
+            out.append(burst_daemon(tmp, name, n, delivery=delivery, image=image))
+        raw.append(baseline_burst(n, image=image))
+        hardened.append(
+            baseline_burst(n, options=hardened_kwargs(f"benchhard{i}", image), image=image)
+        )
     med = statistics.median
     raw_s = med(r["total_s"] for r in raw)
 
