@@ -111,8 +111,10 @@ class Settings(EnvSettings):
     """Seconds to wait for the in-flight reconcile (and drain) on shutdown (at most 3600)."""
     docker_host: DockerUrl = "unix:///var/run/docker.sock"
     """Docker endpoint when DOCKER_HOSTS are not configured in YAML."""
-    credential_delivery: Literal["file", "env"] = "file"
-    """How the runner credential reaches the container (file hides it from docker inspect)."""
+    credential_delivery: Literal["stdin", "file", "env"] = "stdin"
+    """How the runner credential reaches the container: stdin (written to it through an attach
+    made before start; Swarm endpoints use file), file (copied in), env (shows in docker
+    inspect). stdin and file keep it out of docker inspect; see docs/runner-contract.md."""
     network_name: str = Field("", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$")
     """Isolated bridge network for runners; default runner-orchestrator-<instance id>
     (never host, bridge or none)."""

@@ -26,7 +26,9 @@ from orchestrator.config_checks import (
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Names the runtime sets itself in every runner container; a pool may not override them.
-_RESERVED_ENV = frozenset({"RUNNER_CREDENTIAL_ENV", "RUNNER_CREDENTIAL_FILE"})
+_RESERVED_ENV = frozenset(
+    {"RUNNER_CREDENTIAL_ENV", "RUNNER_CREDENTIAL_FILE", "RUNNER_CREDENTIAL_STDIN"}
+)
 
 
 class PoolConfig(ConfigModel):

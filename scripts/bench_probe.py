@@ -9,12 +9,13 @@ down into phases; not part of the daemon. It wraps, in this process only:
 * the runtime's ``create`` and ``start_container``, and the wait for its thread
   semaphore (``DockerRuntime._run``: time from asking to the SDK call starting);
 * the docker SDK's HTTP calls (``create_container``, ``put_archive``, ``start``,
-  ``inspect_container``, the network and volume look-ups);
-* the reconciler's ``_run_once`` (each reconcile) and ``_create`` (one runner: the time
-  before its first journal write is the wait for the spawn semaphore).
+  ``inspect_container``, the network and volume look-ups), and stdin delivery's attach
+  (``attach_socket``) and write (:meth:`StdinDelivery.send`) as one phase;
+* the reconciler's ``_run_once`` (each reconcile) and the lifecycle's ``create`` (one
+  runner: the time before its first journal write is the wait for the spawn semaphore).
 
-Every timing is tagged with the runner being created (a context variable set in
-``_create``), so the bench can sum phases per runner. The records are written as JSON to
+Every timing is tagged with the runner being created (a context variable set around the
+lifecycle's ``create``), so the bench can sum phases per runner. The records are written as JSON to
 ``$BENCH_PROBE_OUT`` after every reconcile. Wall-clock (``time.time``) stamps, so they
 line up with the bench process's own.
 """
@@ -105,8 +106,8 @@ def _missing(where: str) -> None:
 def install() -> None:
     import docker.api.client
 
-    from orchestrator import reconciler, state
-    from orchestrator.runtime import docker_engine
+    from orchestrator import lifecycle, reconciler, state
+    from orchestrator.runtime import docker_create, docker_engine
 
     for name in ("create", "transition", "update"):
         setattr(state.Journal, name, _timed_sync("journal write", getattr(state.Journal, name)))
@@ -115,6 +116,7 @@ def install() -> None:
     for method, phase in (
         ("create_container", "docker create"),
         ("put_archive", "credential put_archive"),
+        ("attach_socket", "credential stdin attach+write"),
         ("start", "docker start"),
         ("inspect_container", "docker inspect"),
         ("networks", "network look-up"),
@@ -122,6 +124,11 @@ def install() -> None:
     ):
         if hasattr(api, method):
             setattr(api, method, _timed_sync(phase, getattr(api, method)))
+    delivery = getattr(docker_create, "StdinDelivery", None)
+    if delivery is None:
+        _missing("docker_create.StdinDelivery")
+    else:
+        delivery.send = _timed_sync("credential stdin attach+write", delivery.send)
 
     runtime_cls = docker_engine.DockerRuntime
     original_run = runtime_cls._run
@@ -156,26 +163,29 @@ def install() -> None:
             _wrap_provider(provider)
 
     rec_cls.__init__ = __init__  # type: ignore[method-assign]
-    for name in ("_run_once", "_create"):
-        if not hasattr(rec_cls, name):
-            _missing(f"Reconciler.{name}")
-            return
+    if hasattr(rec_cls, "_run_once"):
+        original_run_once = rec_cls._run_once
 
-    original_run_once = rec_cls._run_once
+        async def _run_once(self: Any) -> Any:
+            start = time.time()
+            try:
+                return await original_run_once(self)
+            finally:
+                _record("reconcile", start, time.time())
+                dump()
 
-    async def _run_once(self: Any) -> Any:
-        start = time.time()
-        try:
-            return await original_run_once(self)
-        finally:
-            _record("reconcile", start, time.time())
-            dump()
+        rec_cls._run_once = _run_once  # type: ignore[method-assign]
+    else:
+        _missing("Reconciler._run_once")
 
-    rec_cls._run_once = _run_once  # type: ignore[method-assign]
+    # one runner's spawn: the lifecycle's create (the reconciler's own before the split)
+    owner = getattr(lifecycle, "RunnerLifecycle", None)
+    if owner is None or not hasattr(owner, "create"):
+        _missing("RunnerLifecycle.create")
+        return
+    original_create = owner.create
 
-    original_create = rec_cls._create
-
-    async def _create(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         with _lock:
             seq = _next[0]
             _next[0] += 1
@@ -186,7 +196,7 @@ def install() -> None:
         finally:
             _record("spawn total", start, time.time())
 
-    rec_cls._create = _create  # type: ignore[method-assign]
+    owner.create = create  # type: ignore[method-assign]
 
 
 def main() -> int:

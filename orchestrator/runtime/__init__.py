@@ -53,6 +53,12 @@ def labels_for(
 
 GpuRequest = Literal["all"] | int | None
 
+#: How the runner credential reaches a container (docs/runner-contract.md): ``stdin``
+#: written to its stdin through an attach made before start (Docker; the Swarm runtime,
+#: which cannot attach before start, uses its file secret), ``file`` copied in as a file,
+#: ``env`` set in its environment (visible in ``docker inspect``).
+CredentialDelivery = Literal["stdin", "file", "env"]
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ContainerSpec:
@@ -69,7 +75,7 @@ class ContainerSpec:
     command: tuple[str, ...]
     credential: str = dataclasses.field(repr=False)
     credential_env: str
-    credential_delivery: Literal["file", "env"] = "file"
+    credential_delivery: CredentialDelivery = "stdin"
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     platform: str = "linux/amd64"
     gpus: GpuRequest = None

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Sequence
-from typing import Literal
 
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
     ContainerInfo,
     ContainerRuntime,
     ContainerSpec,
+    CredentialDelivery,
     EventCallback,
     GpuRequest,
     HostStatus,
@@ -34,7 +34,7 @@ def build_runtime(
     hosts: Sequence[DockerHostConfig],
     *,
     network_name: str = "",
-    credential_delivery: Literal["file", "env"] = "file",
+    credential_delivery: CredentialDelivery = "stdin",
 ) -> ContainerRuntime:
     """One runtime over ``hosts``: Docker, Swarm, or both behind a router."""
     containers = [h for h in hosts if h.mode == "container"]

@@ -92,12 +92,6 @@ def check_ours(client: Any, container_id: str, instance_id: str) -> bool:
     return True
 
 
-def start_sync(client: Any, container_id: str) -> dict[str, Any]:
-    """Start a created container; its inspect data afterwards."""
-    client.api.start(container_id)
-    return cast(dict[str, Any], client.api.inspect_container(container_id))
-
-
 def stop_sync(client: Any, container_id: str, instance_id: str, timeout_s: float) -> None:
     """SIGTERM, SIGKILL after ``timeout_s``, if ours. Gone already is success."""
     if not check_ours(client, container_id, instance_id):

@@ -11,10 +11,17 @@ delivery can be read (and table-tested, :func:`create_kwargs` does no I/O) toget
   traffic disabled (:mod:`orchestrator.runtime.docker_network`). Privileged mode and the
   host's Docker socket only when the spec asks; the config layer already checked the
   operator's ceiling.
-* **The credential never appears in ``docker inspect``** with file delivery: it is copied
-  into the created, not yet started, container with ``put_archive`` (into an anonymous
-  volume at :data:`CREDENTIAL_DIR` when the root filesystem is read-only). Env delivery
-  puts it in the environment, for images that cannot read a file.
+* **The credential never appears in ``docker inspect``** with stdin delivery (the
+  default) or file delivery. Stdin: the container is created with stdin open and
+  ``StdinOnce``, its stdin is attached (a hijacked connection, :class:`StdinDelivery`)
+  before start, and right after start the credential and a newline are written and the
+  connection closed, so the entrypoint reads one line and then sees end of file; the
+  engine does no work for it beyond the attach (file delivery's ``put_archive`` mounts
+  the container's filesystem and unpacks a tar: ~400 ms a runner in a burst,
+  docs/benchmarks.md). File: copied into the created, not yet started, container with
+  ``put_archive`` (into an anonymous volume at :data:`CREDENTIAL_DIR` when the root
+  filesystem is read-only). Env delivery puts it in the environment, for images that can
+  read neither.
 * Named volumes a spec mounts are created with this instance's labels when missing, so
   drain can find them.
 """
@@ -23,7 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import socket
 import tarfile
+import threading
 import time
 from typing import Any, cast
 
@@ -77,13 +86,100 @@ def is_named_volume(source: str) -> bool:
 
 
 def environment(spec: ContainerSpec) -> dict[str, str]:
+    """The pool's env plus where the entrypoint finds the credential (the contract)."""
     env = dict(spec.env)
     env["RUNNER_CREDENTIAL_ENV"] = spec.credential_env
     if spec.credential_delivery == "env":
         env[spec.credential_env] = spec.credential
+    elif spec.credential_delivery == "stdin":
+        env["RUNNER_CREDENTIAL_STDIN"] = "1"
     else:
         env["RUNNER_CREDENTIAL_FILE"] = CREDENTIAL_FILE
     return env
+
+
+class StdinDelivery:
+    """The credential on its way to a created container's stdin (stdin delivery).
+
+    :meth:`attach` opens the engine's attach connection (stdin only) before the container
+    starts; :meth:`send` writes the credential and a newline once it runs; :meth:`close`
+    ends the connection, which with ``StdinOnce`` makes the engine close the container's
+    stdin: the entrypoint's read ends there whether the credential came or not (a daemon
+    that dies before writing closes the connection with its process). ``close`` is
+    idempotent and safe from any thread: whoever holds a delivery closes it on every path
+    (start, a failed start, remove, the runtime's ``aclose``).
+    """
+
+    def __init__(self, container_id: str, sock: Any, credential: str) -> None:
+        self.container_id = container_id
+        self._sock = sock
+        self._data = credential.encode() + b"\n"
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def attach(cls, client: Any, container_id: str, credential: str) -> StdinDelivery:
+        """Attach to the container's stdin (blocking). Raises the SDK's errors."""
+        sock = client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+        return cls(container_id, sock, credential)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self) -> None:
+        """Write the credential and close (blocking; bounded by the client's timeout).
+        Raises :class:`ContainerStartError` when the connection is gone or closed."""
+        with self._lock:
+            if self._closed:
+                raise ContainerStartError("the container's stdin was closed before the credential")
+            try:
+                _sendall(self._sock, self._data)
+            except OSError as exc:
+                raise ContainerStartError(
+                    f"could not write the credential to the container's stdin: {exc}"
+                ) from exc
+            finally:
+                self._data = b""
+        self.close()
+
+    def close(self) -> None:
+        """End the attach connection (both directions), once; never raises."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._data = b""
+            sock, self._sock = self._sock, None
+        _close(sock)
+
+
+def _raw_socket(sock: Any) -> Any:
+    """The socket under what ``attach_socket`` returns: a ``SocketIO`` over plain
+    sockets (unix, tcp), the TLS socket itself, or an ssh channel."""
+    return getattr(sock, "_sock", sock) if isinstance(sock, socket.SocketIO) else sock
+
+
+def _sendall(sock: Any, data: bytes) -> None:
+    raw = _raw_socket(sock)
+    if hasattr(raw, "sendall"):
+        raw.sendall(data)
+    else:  # pragma: no cover - a transport without sendall (named pipes)
+        raw.write(data)
+
+
+def _close(sock: Any) -> None:
+    """Shut the connection down, then close every layer: closing only the ``SocketIO``
+    leaves the file descriptor open while the HTTP response still refers to it."""
+    raw = _raw_socket(sock)
+    with contextlib.suppress(Exception):
+        if hasattr(raw, "shutdown_write"):  # paramiko channel (ssh://)
+            raw.shutdown_write()
+        else:
+            raw.shutdown(socket.SHUT_RDWR)
+    for layer in (sock, raw):
+        with contextlib.suppress(Exception):
+            layer.close()
 
 
 def create_kwargs(
@@ -113,7 +209,12 @@ def create_kwargs(
         "labels": labels,
         "environment": environment(spec),
         "platform": spec.platform,
-        "detach": True,
+        # stdin delivery: stdin open, and StdinOnce (the engine closes the container's
+        # stdin when the attached client disconnects). The SDK sets StdinOnce only for a
+        # non-detached create with stdin open; "detach" means nothing else to create (it
+        # also marks stdout/stderr as attached, which only `docker start -a` reads).
+        "detach": spec.credential_delivery != "stdin",
+        "stdin_open": spec.credential_delivery == "stdin",
         "cap_drop": ["ALL"],
         "cap_add": list(spec.cap_add) or None,
         "security_opt": ["no-new-privileges:true"],
@@ -154,9 +255,10 @@ def create_kwargs(
 
 def create_sync(
     client: Any, spec: ContainerSpec, host: str, *, instance_id: str, network_name: str
-) -> dict[str, Any]:
-    """Create, deliver the credential, return the inspect data (blocking). A container
-    whose credential could not be delivered is removed again, never left half made."""
+) -> tuple[dict[str, Any], StdinDelivery | None]:
+    """Create, deliver the credential (file) or attach to stdin (stdin), return the
+    inspect data and the open stdin delivery (blocking). A container whose credential
+    could not be delivered or attached is removed again, never left half made."""
     labels = labels_for(instance_id)
     for source in (v.split(":", 1)[0] for v in spec.volumes):
         if is_named_volume(source):
@@ -167,8 +269,11 @@ def create_sync(
     container = client.containers.create(
         **create_kwargs(spec, host, instance_id=instance_id, network_name=network_name)
     )
-    if spec.credential_delivery == "file":
-        try:
+    delivery: StdinDelivery | None = None
+    try:
+        if spec.credential_delivery == "stdin":
+            delivery = StdinDelivery.attach(client, container.id, spec.credential)
+        elif spec.credential_delivery == "file":
             target, archive = (
                 (CREDENTIAL_DIR, credential_tar(spec.credential, in_dir=True))
                 if spec.read_only
@@ -176,8 +281,25 @@ def create_sync(
             )
             if not container.put_archive(target, archive):
                 raise ContainerStartError("engine refused the credential archive")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)
-            raise
-    return cast(dict[str, Any], container.attrs)
+    except BaseException:
+        if delivery is not None:
+            delivery.close()
+        with contextlib.suppress(Exception):
+            container.remove(force=True, v=True)
+        raise
+    return cast(dict[str, Any], container.attrs), delivery
+
+
+def start_sync(client: Any, container_id: str, delivery: StdinDelivery | None) -> dict[str, Any]:
+    """Start a created container, write its credential to stdin (stdin delivery), return
+    its inspect data (blocking). The delivery is closed on every path: when start fails
+    the container never ran; when the write fails it runs with stdin at end of file, its
+    entrypoint exits non-zero, and :class:`ContainerStartError` says why."""
+    try:
+        client.api.start(container_id)
+        if delivery is not None:
+            delivery.send()
+    finally:
+        if delivery is not None:
+            delivery.close()
+    return cast(dict[str, Any], client.api.inspect_container(container_id))

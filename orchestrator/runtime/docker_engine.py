@@ -9,7 +9,9 @@ that places runners and orders the steps of each operation:
   :class:`HostUnavailable`, :class:`ContainerStartError` or :class:`RuntimeFailure` (so
   the reconciler never sees a ``docker.errors`` type);
 * :mod:`~orchestrator.runtime.docker_create`: spec -> ``docker create`` with the
-  hardening, and credential delivery;
+  hardening, and credential delivery (a stdin delivery is attached at ``create`` and
+  held here, by container id, until ``start_container`` writes it; ``remove`` and
+  ``aclose`` close any still held);
 * :mod:`~orchestrator.runtime.docker_containers`: listing (adoption) and the ownership
   check before ``stop``/``remove``, by labels only;
 * :mod:`~orchestrator.runtime.docker_events`: the event stream reader threads;
@@ -34,14 +36,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import threading
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime import (
     ContainerInfo,
     ContainerSpec,
     ContainerStartError,
+    CredentialDelivery,
     GpuRequest,
     Listing,
     NoCapacity,
@@ -53,11 +57,16 @@ from orchestrator.runtime.docker_containers import (
     list_sync,
     logs_sync,
     remove_sync,
-    start_sync,
     stop_sync,
 )
 from orchestrator.runtime.docker_containers import info as container_info
-from orchestrator.runtime.docker_create import DOCKER_SOCKET, LOG_OPTS, create_sync
+from orchestrator.runtime.docker_create import (
+    DOCKER_SOCKET,
+    LOG_OPTS,
+    StdinDelivery,
+    create_sync,
+    start_sync,
+)
 from orchestrator.runtime.docker_events import EVENT_ACTIONS, EVENTS_BACKOFF_S
 from orchestrator.runtime.docker_hosts import (
     API_TIMEOUT_S,
@@ -111,7 +120,7 @@ class DockerRuntime(HostPool):
         hosts: Sequence[DockerHostConfig],
         *,
         network_name: str = "",
-        credential_delivery: Literal["file", "env"] = "file",
+        credential_delivery: CredentialDelivery = "stdin",
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         if not hosts:
@@ -126,6 +135,9 @@ class DockerRuntime(HostPool):
             max_concurrency=max_concurrency,
         )
         self.credential_delivery = credential_delivery
+        #: stdin deliveries attached at create, written at start (container id -> it)
+        self._stdin: dict[str, StdinDelivery] = {}
+        self._stdin_lock = threading.Lock()
 
     # --- placement --------------------------------------------------------------------------
 
@@ -146,10 +158,34 @@ class DockerRuntime(HostPool):
     # --- containers -------------------------------------------------------------------------
 
     def _create_sync(self, client: Any, spec: ContainerSpec, host: str) -> dict[str, Any]:
-        """Create, deliver the credential, return the inspect data (blocking)."""
-        return create_sync(
+        """Create, deliver the credential, return the inspect data (blocking). A stdin
+        delivery is kept here in the worker thread, so a caller cancelled meanwhile
+        cannot lose it: ``remove`` (or ``aclose``) closes it."""
+        attrs, delivery = create_sync(
             client, spec, host, instance_id=self.instance_id, network_name=self.network_name
         )
+        if delivery is not None:
+            self._hold_stdin(delivery)
+        return attrs
+
+    def _hold_stdin(self, delivery: StdinDelivery) -> None:
+        with self._stdin_lock:
+            self._stdin[delivery.container_id] = delivery
+
+    def _take_stdin(self, container_id: str) -> StdinDelivery | None:
+        with self._stdin_lock:
+            return self._stdin.pop(container_id, None)
+
+    def _close_stdin(self, container_id: str | None = None) -> None:
+        """Close the held stdin delivery of one container, or (None) all of them."""
+        with self._stdin_lock:
+            if container_id is None:
+                held, self._stdin = list(self._stdin.values()), {}
+            else:
+                one = self._stdin.pop(container_id, None)
+                held = [one] if one is not None else []
+        for delivery in held:
+            delivery.close()
 
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
         """Place, create (not start) and deliver the credential.
@@ -177,17 +213,32 @@ class DockerRuntime(HostPool):
         return info
 
     async def start_container(self, info: ContainerInfo) -> ContainerInfo:
-        """Start a created container and return its fresh state.
+        """Start a created container (stdin delivery: and write its credential) and
+        return its fresh state.
 
         A start the engine refuses (no GPU driver here, bad mount, exec format) raises
         :class:`ContainerStartError` carrying host and container id; the container stays,
-        in ``created`` state, for the reconciler to read and remove.
+        in ``created`` state, for the reconciler to read and remove. A credential that
+        could not be written raises it too: that container runs with stdin at end of
+        file, its entrypoint exits non-zero, and the reconciler removes it the same way.
         """
-        host = await self._require(info.host)
+        delivery = self._take_stdin(info.id)
         try:
-            attrs = await self._run(start_sync, host.client, info.id)
+            host = await self._require(info.host)
+        except BaseException:
+            if delivery is not None:
+                delivery.close()
+            raise
+        try:
+            attrs = await self._run(start_sync, host.client, info.id, delivery)
+        except ContainerStartError as exc:
+            raise ContainerStartError(str(exc), host=host.name, container_id=info.id) from exc
         except SDK_ERRORS as exc:
             raise self._translate(host, exc, "start", info.name, info.id) from exc
+        finally:
+            # start_sync closes it; this covers a call cancelled before its thread ran
+            if delivery is not None:
+                delivery.close()
         return container_info(host.name, attrs)
 
     async def stop(self, host: str, container_id: str, timeout_s: float = 10.0) -> None:
@@ -203,6 +254,7 @@ class DockerRuntime(HostPool):
 
     async def remove(self, host: str, container_id: str) -> None:
         """Force-remove with anonymous volumes. Gone already (or being removed) is success."""
+        self._close_stdin(container_id)
         h = await self._require(host)
         try:
             await self._run(remove_sync, h.client, container_id, self.instance_id)
@@ -296,6 +348,12 @@ class DockerRuntime(HostPool):
             except SDK_ERRORS as exc:  # best effort at drain; host marked down
                 mark_down(host, exc)
         return total
+
+    async def aclose(self) -> None:
+        """Close held stdin deliveries (their containers never start: recovery removes
+        them), stop the watchers, close the clients. Containers keep running."""
+        self._close_stdin()
+        await super().aclose()
 
     # --- translation ------------------------------------------------------------------------
 

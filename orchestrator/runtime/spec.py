@@ -8,11 +8,9 @@ GPU request and platform this module derives, so "can it run?" and "run it" agre
 
 from __future__ import annotations
 
-from typing import Literal
-
 from orchestrator.config import PoolConfig
 from orchestrator.models import ForgeKind, concrete_platform
-from orchestrator.runtime import ContainerSpec, GpuRequest
+from orchestrator.runtime import ContainerSpec, CredentialDelivery, GpuRequest
 from providers.base import Registration
 
 #: The forge's official runner image, used when neither the pool nor RUNNER_IMAGE names one.
@@ -52,7 +50,7 @@ def container_spec(
     forge_kind: ForgeKind,
     platform: str,
     default_image: str = "",
-    credential_delivery: Literal["file", "env"] = "file",
+    credential_delivery: CredentialDelivery = "stdin",
 ) -> ContainerSpec:
     """The runtime spec of one runner of ``pool`` registered as ``registration``.
 

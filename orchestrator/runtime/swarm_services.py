@@ -44,7 +44,7 @@ from orchestrator.runtime.swarm_spec import (
 def create_service(
     ep: Endpoint, spec: ContainerSpec, *, instance_id: str, network_name: str
 ) -> dict[str, Any]:
-    """The credential secret (file delivery), then the service; its inspect data.
+    """The credential secret (file and stdin delivery), then the service; its inspect data.
     ``network_name`` is the instance overlay, made here on first use."""
     client = ep.client
     network = spec.network or network_name
@@ -52,7 +52,9 @@ def create_service(
         ensure_network(client, network_name, instance_id)
         ep.network_ready = True
     secret: tuple[str, str] | None = None
-    if spec.credential_delivery == "file":
+    # "stdin" means the file secret here: a service's task cannot be attached to before
+    # it starts, and a secret keeps the credential out of inspect just the same
+    if spec.credential_delivery != "env":
         name = f"{spec.name}-credential-{secrets.token_hex(3)}"
         created = client.api.create_secret(
             name,

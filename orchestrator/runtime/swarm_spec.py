@@ -149,7 +149,9 @@ def runner_labels(instance_id: str, spec: ContainerSpec, host: str) -> dict[str,
 
 
 def environment(spec: ContainerSpec) -> list[str]:
-    """Same variables as the container runtime sets: the contract does not change."""
+    """Same variables as the container runtime sets for file or env delivery: the
+    contract does not change. Stdin delivery is file delivery here (no attach before a
+    task starts), so the entrypoint is told to read the secret's file."""
     env = dict(spec.env)
     env["RUNNER_CREDENTIAL_ENV"] = spec.credential_env
     if spec.credential_delivery == "env":

@@ -2,9 +2,10 @@
 # Entrypoint of runner-orchestrator's GitHub Actions runner image (also the test image's
 # /usr/local/bin/ro-entrypoint). Duties from docs/runner-contract.md:
 #
-# 1. If RUNNER_CREDENTIAL_FILE names a readable file, export its content under the name in
-#    RUNNER_CREDENTIAL_ENV and delete the file, so the secret lives only in this process
-#    tree and never in `docker inspect`.
+# 1. Export the credential under the name in RUNNER_CREDENTIAL_ENV, so the secret lives
+#    only in this process tree and never in `docker inspect`: with RUNNER_CREDENTIAL_STDIN=1
+#    read it as one line from stdin (exit 65 when none comes), else if
+#    RUNNER_CREDENTIAL_FILE names a readable file read it and delete the file.
 # 2. Leave ACTIONS_RUNNER_INPUT_JITCONFIG (and ACTIONS_RUNNER_INPUT_TOKEN) in the
 #    environment: the runner reads every ACTIONS_RUNNER_INPUT_<ARG> as its --<arg>, adds
 #    the value to its secret masker and removes the variable from its own environment
@@ -15,20 +16,40 @@
 #
 # POSIX sh on purpose: the same file runs under busybox ash in the test image.
 
-if [ -n "${RUNNER_CREDENTIAL_FILE:-}" ] && [ -r "$RUNNER_CREDENTIAL_FILE" ]; then
-    name=${RUNNER_CREDENTIAL_ENV:-}
-    case $name in
+# credential_name: RUNNER_CREDENTIAL_ENV, refused (exit 64) unless it is a variable name.
+credential_name() {
+    case ${RUNNER_CREDENTIAL_ENV:-} in
         "" | [0-9]* | *[!A-Za-z0-9_]*)
-            echo "entrypoint: RUNNER_CREDENTIAL_ENV='$name' is not a valid variable name" >&2
+            echo "entrypoint: RUNNER_CREDENTIAL_ENV='${RUNNER_CREDENTIAL_ENV:-}' is not a valid variable name" >&2
             exit 64
             ;;
     esac
+}
+
+if [ "${RUNNER_CREDENTIAL_STDIN:-}" = 1 ]; then
+    credential_name
+    # One line. The daemon writes it right after start and then closes stdin, so the read
+    # ends at once, empty when the daemon died before writing. The timeout bounds a
+    # container started without the daemon's attach, whose stdin would never close.
+    if command -v timeout >/dev/null 2>&1; then
+        value=$(timeout "${RUNNER_CREDENTIAL_TIMEOUT:-60}" head -n 1)
+    else
+        value=$(head -n 1)
+    fi
+    if [ -z "$value" ]; then
+        echo "entrypoint: no credential on stdin (RUNNER_CREDENTIAL_STDIN=1)" >&2
+        exit 65
+    fi
+    export "$RUNNER_CREDENTIAL_ENV=$value"
+    unset value
+elif [ -n "${RUNNER_CREDENTIAL_FILE:-}" ] && [ -r "$RUNNER_CREDENTIAL_FILE" ]; then
+    credential_name
     value=$(cat "$RUNNER_CREDENTIAL_FILE")
-    export "$name=$value"
+    export "$RUNNER_CREDENTIAL_ENV=$value"
     unset value
     rm -f "$RUNNER_CREDENTIAL_FILE" 2>/dev/null || true
 fi
-unset RUNNER_CREDENTIAL_FILE
+unset RUNNER_CREDENTIAL_FILE RUNNER_CREDENTIAL_STDIN RUNNER_CREDENTIAL_TIMEOUT
 
 if [ $# -eq 0 ]; then
     set -- /home/runner/run.sh

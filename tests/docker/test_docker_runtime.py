@@ -8,6 +8,7 @@ import io
 import tarfile
 import time
 
+import docker.errors
 import pytest
 
 from orchestrator.config import DockerHostConfig
@@ -21,6 +22,7 @@ from orchestrator.runtime import (
     ContainerStartError,
     NoCapacity,
 )
+from orchestrator.runtime.docker_create import StdinDelivery
 from orchestrator.runtime.docker_engine import DockerRuntime, NotOurs
 
 from .conftest import Events, cleanup, new_instance_id
@@ -235,7 +237,7 @@ async def test_credential_file_not_in_inspect(runtime: DockerRuntime, docker_cli
         'echo "token=$CI_SERVER_TOKEN"; echo "file=${RUNNER_CREDENTIAL_FILE:-unset}"; '
         "ls /run/runner-orchestrator/",
     )
-    info = await runtime.create(make_spec(runtime, command=command))
+    info = await runtime.create(make_spec(runtime, command=command, credential_delivery="file"))
     attrs = docker_client.api.inspect_container(info.id)
     inspect_text = repr(attrs)
     assert SECRET not in inspect_text
@@ -257,6 +259,107 @@ async def test_credential_file_not_in_inspect(runtime: DockerRuntime, docker_cli
     assert f"token={SECRET}" in logs
     assert "file=unset" in logs
     assert "credential" not in logs.split("file=unset", 1)[1]
+
+
+async def test_credential_stdin_not_in_inspect(runtime: DockerRuntime, docker_client) -> None:
+    """The default delivery: stdin open with StdinOnce, attached at create, written right
+    after start; the entrypoint exports it; nothing of it in inspect, env, argv or the
+    container's filesystem, and the attach connection is closed once written."""
+    command = (
+        "sh",
+        "-c",
+        'echo "token=$CI_SERVER_TOKEN"; echo "switch=${RUNNER_CREDENTIAL_STDIN:-unset}"; '
+        'echo "rest=$(cat)"; ls /run/runner-orchestrator 2>&1 || true',
+    )
+    info = await runtime.create(make_spec(runtime, command=command))
+    assert runtime._stdin[info.id].closed is False  # attached, waiting for the start
+    attrs = docker_client.api.inspect_container(info.id)
+    assert SECRET not in repr(attrs)
+    config = attrs["Config"]
+    assert (config["OpenStdin"], config["StdinOnce"], config["Tty"]) == (True, True, False)
+    assert "RUNNER_CREDENTIAL_STDIN=1" in config["Env"]
+    assert "RUNNER_CREDENTIAL_ENV=CI_SERVER_TOKEN" in config["Env"]
+    assert not any(
+        e.startswith(("CI_SERVER_TOKEN=", "RUNNER_CREDENTIAL_FILE=")) for e in config["Env"]
+    )
+    assert SECRET not in " ".join(attrs["Args"] + (config["Cmd"] or []))
+
+    delivery = runtime._stdin[info.id]
+    await runtime.start_container(info)
+    assert delivery.closed and info.id not in runtime._stdin
+    exited = await wait_exited(runtime, info.id)
+    assert exited.exit_code == 0
+    logs = await runtime.logs("local", info.id)
+    assert f"token={SECRET}" in logs
+    assert "switch=unset" in logs  # the entrypoint unsets it for the runner
+    assert "rest=\n" in logs  # stdin ended after the one line
+    assert "No such file" in logs  # nothing written into the filesystem
+    assert SECRET not in repr(docker_client.api.inspect_container(info.id))
+
+
+async def test_a_failed_stdin_attach_leaves_no_container(
+    runtime: DockerRuntime, docker_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same rule as file delivery: a container whose credential cannot be delivered is
+    removed at once, never left half made."""
+
+    def refuse(*_args: object) -> None:
+        raise docker.errors.APIError("500", explanation="attach refused (test)")
+
+    monkeypatch.setattr(StdinDelivery, "attach", classmethod(lambda cls, *a: refuse()))
+    spec = make_spec(runtime)
+    with pytest.raises(ContainerStartError, match="attach refused"):
+        await runtime.create(spec)
+    assert docker_client.containers.list(all=True, filters={"name": spec.name}) == []
+    assert runtime._stdin == {}
+
+
+async def test_stdin_closed_unwritten_makes_the_runner_exit_non_zero(
+    runtime: DockerRuntime, docker_client
+) -> None:
+    """The daemon dies between start and write: its end of the attach closes with the
+    process, the engine closes the container's stdin, the entrypoint reads nothing and
+    exits 65 without starting the runner; the reconciler (or recovery) then removes it."""
+    info = await runtime.create(make_spec(runtime, command=("sh", "-c", "echo ran")))
+    delivery = runtime._take_stdin(info.id)
+    assert delivery is not None
+    docker_client.api.start(info.id)  # started, never written
+    delivery.close()
+    exited = await wait_exited(runtime, info.id)
+    assert exited.exit_code == 65
+    logs = await runtime.logs("local", info.id)
+    assert "no credential on stdin" in logs
+    assert "ran" not in logs
+    await runtime.remove("local", info.id)
+    assert docker_client.containers.list(all=True, filters={"id": info.id}) == []
+
+
+async def test_stdin_that_never_closes_does_not_block_the_entrypoint_forever(
+    runtime: DockerRuntime,
+) -> None:
+    """An attach held open and silent (a daemon hung between start and write, or a
+    container started by hand): the entrypoint gives up after RUNNER_CREDENTIAL_TIMEOUT."""
+    spec = make_spec(
+        runtime, command=("sh", "-c", "echo ran"), env={"RUNNER_CREDENTIAL_TIMEOUT": "1"}
+    )
+    info = await runtime.create(spec)
+    delivery = runtime._take_stdin(info.id)
+    assert delivery is not None
+    try:
+        host = runtime._hosts["local"]
+        await asyncio.to_thread(host.client.api.start, info.id)
+        exited = await wait_exited(runtime, info.id)
+    finally:
+        delivery.close()
+    assert exited.exit_code == 65
+    assert "ran" not in await runtime.logs("local", info.id)
+
+
+async def test_removing_a_created_stdin_container_closes_its_attach(runtime: DockerRuntime) -> None:
+    info = await runtime.create(make_spec(runtime))
+    delivery = runtime._stdin[info.id]
+    await runtime.remove("local", info.id)
+    assert delivery.closed and runtime._stdin == {}
 
 
 async def test_credential_env_mode(runtime: DockerRuntime, docker_client) -> None:

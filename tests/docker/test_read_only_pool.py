@@ -1,7 +1,7 @@
 """A ``read_only: true`` pool on the real engine: the root filesystem refuses writes, /tmp is
-a tmpfs, and the file-delivered credential still reaches the runner (through an anonymous
-volume at /run/runner-orchestrator, because the engine refuses archives into a read-only
-rootfs) and never shows in ``docker inspect``."""
+a tmpfs, and the credential still reaches the runner and never shows in ``docker inspect``:
+by stdin (nothing to write into the container), or as a file (through an anonymous volume
+at /run/runner-orchestrator, because the engine refuses archives into a read-only rootfs)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from .helpers import SECRET, make_spec, wait_exited
 pytestmark = pytest.mark.docker
 
 
+@pytest.mark.parametrize("delivery", ["stdin", "file"])
 @pytest.mark.parametrize("user", [None, "1001:1001"], ids=["image-user", "non-root"])
 async def test_read_only_runner_gets_its_credential_and_cannot_write_the_rootfs(
-    runtime: DockerRuntime, docker_client: Any, user: str | None
+    runtime: DockerRuntime, docker_client: Any, user: str | None, delivery: str
 ) -> None:
     command = (
         "sh",
@@ -26,12 +27,15 @@ async def test_read_only_runner_gets_its_credential_and_cannot_write_the_rootfs(
         'echo "token=$CI_SERVER_TOKEN"; touch /written 2>/dev/null || echo rootfs-read-only; '
         "touch /tmp/scratch && echo tmp-writable",
     )
-    spec = make_spec(runtime, command=command, read_only=True, user=user)
+    spec = make_spec(
+        runtime, command=command, read_only=True, user=user, credential_delivery=delivery
+    )
     info = await runtime.create(spec)
     attrs = docker_client.api.inspect_container(info.id)
     assert attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert SECRET not in repr(attrs)
     volumes = [m["Name"] for m in attrs["Mounts"] if m["Type"] == "volume"]
+    assert len(volumes) == (1 if delivery == "file" else 0)
     await runtime.start_container(info)
     await wait_exited(runtime, info.id)
     logs = await runtime.logs("local", info.id)

@@ -50,12 +50,22 @@ def test_a_gitlab_job_gets_one_amd64_runner_then_nothing_is_left(
             job = gitlab_sim.add_job("1", ["docker", "amd64"], duration=1)
             (cid,) = wait_for(lambda: containers(instance, pool="amd64"), 30, "amd64 container")
             assert containers(instance, pool="arm64") == []
-            # Neither the forge token nor the runner's glrt- credential is visible from outside.
+            # Neither the forge token nor the runner's glrt- credential is visible from outside:
+            # the default delivery writes it to the container's stdin (attached before start),
+            # so inspect (env, argv, config) shows only the switch and the variable's name.
             inspect = docker("inspect", cid)
             assert SIM_TOKEN not in inspect and "glrt-" not in inspect
-            assert "RUNNER_CREDENTIAL_FILE" in inspect
+            assert '"RUNNER_CREDENTIAL_STDIN=1"' in inspect
+            assert "RUNNER_CREDENTIAL_FILE" not in inspect
+            assert '"OpenStdin": true' in inspect and '"StdinOnce": true' in inspect
             wait_for(lambda: job_status(gitlab_sim, job) == "success", 60, "job success")
             assert len(containers(instance, pool="amd64")) == 1
+            # the stdin-delivered runner took the job; its output holds no credential
+            logs = subprocess.run(
+                ["docker", "logs", cid], capture_output=True, text=True, timeout=60, check=False
+            )
+            assert "job" in logs.stdout + logs.stderr or logs.returncode != 0  # gone already
+            assert "glrt-" not in logs.stdout + logs.stderr
             # After the cooldown: the runner is deleted on the forge, the container is gone.
             wait_for(
                 lambda: not forge_runners(gitlab_sim) and not containers(instance),

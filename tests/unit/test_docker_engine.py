@@ -4,11 +4,14 @@ credential archive, event and timestamp parsing, error translation."""
 from __future__ import annotations
 
 import io
+import socket
 import tarfile
 from datetime import UTC, datetime
 from typing import Any
 
 import docker.errors
+import docker.models.containers
+import docker.types
 import pytest
 import requests.exceptions
 
@@ -26,7 +29,13 @@ from orchestrator.runtime import (
     parse_time,
 )
 from orchestrator.runtime.docker_containers import dedupe
-from orchestrator.runtime.docker_create import create_kwargs, credential_tar
+from orchestrator.runtime.docker_create import (
+    StdinDelivery,
+    create_kwargs,
+    create_sync,
+    credential_tar,
+    start_sync,
+)
 from orchestrator.runtime.docker_engine import LABEL_HOST, DockerRuntime
 from orchestrator.runtime.docker_events import to_event
 
@@ -75,7 +84,11 @@ def test_rejects_bad_host_lists() -> None:
 
 
 def test_create_kwargs_hardening_and_file_delivery(runtime: DockerRuntime) -> None:
-    kwargs = kwargs_for(runtime, spec(memory="2g", cpus=1.5, cap_add=("CHOWN",)), "h1")
+    kwargs = kwargs_for(
+        runtime,
+        spec(credential_delivery="file", memory="2g", cpus=1.5, cap_add=("CHOWN",)),
+        "h1",
+    )
     assert kwargs["cap_drop"] == ["ALL"]
     assert kwargs["cap_add"] == ["CHOWN"]
     assert kwargs["security_opt"] == ["no-new-privileges:true"]
@@ -99,6 +112,7 @@ def test_create_kwargs_hardening_and_file_delivery(runtime: DockerRuntime) -> No
         "RUNNER_CREDENTIAL_FILE": "/run/runner-orchestrator/credential",
     }
     assert "glrt-SECRET" not in repr(kwargs)
+    assert (kwargs["detach"], kwargs["stdin_open"]) == (True, False)
 
 
 def test_create_kwargs_env_delivery_and_options(runtime: DockerRuntime) -> None:
@@ -124,6 +138,7 @@ def test_create_kwargs_env_delivery_and_options(runtime: DockerRuntime) -> None:
         "RUNNER_CREDENTIAL_ENV": "CI_SERVER_TOKEN",
         "CI_SERVER_TOKEN": "glrt-SECRET",
     }
+    assert (kwargs["detach"], kwargs["stdin_open"]) == (True, False)
     assert kwargs["network_mode"] == "host"
     assert "network" not in kwargs
     assert kwargs["volumes"] == ["cache:/cache", "/var/run/docker.sock:/var/run/docker.sock"]
@@ -139,6 +154,198 @@ def test_create_kwargs_env_delivery_and_options(runtime: DockerRuntime) -> None:
     )
     all_gpus = kwargs_for(runtime, spec(gpus="all"), "h1")["device_requests"][0]
     assert all_gpus["Count"] == -1
+
+
+def test_stdin_delivery_is_the_default_and_asks_for_stdin_once(runtime: DockerRuntime) -> None:
+    """Stdin delivery: the container env says so, the credential is nowhere in what the
+    engine is sent, and the config the SDK builds has stdin open with StdinOnce (the
+    engine then closes the container's stdin when the daemon's attach ends)."""
+    kwargs = kwargs_for(runtime, spec(), "h1")
+    assert kwargs["environment"] == {
+        "RUNNER_CREDENTIAL_ENV": "CI_SERVER_TOKEN",
+        "RUNNER_CREDENTIAL_STDIN": "1",
+    }
+    assert (kwargs["detach"], kwargs["stdin_open"]) == (False, True)
+    assert kwargs["volumes"] is None  # no credential volume, even read-only
+    assert kwargs_for(runtime, spec(read_only=True), "h1")["volumes"] is None
+    # what the SDK turns these kwargs into (the same conversion containers.create does)
+    args = docker.models.containers._create_container_args(dict(kwargs, version="1.41"))
+    config = docker.types.ContainerConfig(
+        "1.41",
+        **{k: v for k, v in args.items() if k not in {"name", "platform"}},
+    )
+    assert (config["OpenStdin"], config["StdinOnce"], config["Tty"]) == (True, True, False)
+    assert "glrt-SECRET" not in repr(args) + repr(config)
+    # the hardening is the same in every mode
+    file_kwargs = kwargs_for(runtime, spec(credential_delivery="file"), "h1")
+    for key in ("cap_drop", "security_opt", "pids_limit", "init", "restart_policy"):
+        assert kwargs[key] == file_kwargs[key]
+
+
+def _delivery(credential: str = "glrt-SECRET") -> tuple[StdinDelivery, socket.socket]:
+    ours, engine = socket.socketpair()
+    return StdinDelivery("cid", ours.makefile("rwb", buffering=0), credential), engine
+
+
+def _read_all(engine: socket.socket) -> bytes:
+    engine.settimeout(5)
+    data = b""
+    while chunk := engine.recv(4096):
+        data += chunk
+    return data
+
+
+def test_stdin_delivery_writes_one_line_then_end_of_file() -> None:
+    delivery, engine = _delivery()
+    delivery.send()
+    assert delivery.closed
+    assert _read_all(engine) == b"glrt-SECRET\n"  # then EOF: the connection is closed
+    delivery.close()  # idempotent
+    with pytest.raises(ContainerStartError, match="closed before"):
+        delivery.send()
+
+
+def test_stdin_delivery_closed_unwritten_gives_end_of_file_and_a_closed_socket() -> None:
+    """A daemon that dies (or a start that fails) before the write: the engine sees the
+    connection end with nothing written, so the entrypoint reads an empty line."""
+    ours, engine = socket.socketpair()
+    delivery = StdinDelivery("cid", ours.makefile("rwb", buffering=0), "glrt-SECRET")
+    delivery.close()
+    assert _read_all(engine) == b""
+    assert ours.fileno() == -1  # the descriptor itself, not just the file object
+
+
+def test_stdin_delivery_write_failure_is_a_start_error() -> None:
+    delivery, engine = _delivery()
+    engine.close()
+    with pytest.raises(ContainerStartError, match="could not write the credential"):
+        delivery.send()  # a unix socket whose peer is gone: EPIPE at once
+    delivery.close()
+    assert delivery.closed
+
+
+class _Container:
+    def __init__(self, calls: list[str]) -> None:
+        self.id = "cid"
+        self.attrs = {"Id": "cid"}
+        self.calls = calls
+
+    def remove(self, **_kwargs: object) -> None:
+        self.calls.append("remove")
+
+    def put_archive(self, *_args: object) -> bool:
+        self.calls.append("put_archive")
+        return True
+
+
+class _Client:
+    """Enough of a DockerClient for the create and start paths; records the calls."""
+
+    def __init__(self, *, attach: Exception | None = None, start: Exception | None = None):
+        self.calls: list[str] = []
+        self.attach_error, self.start_error = attach, start
+        self.sockets: list[socket.socket] = []
+        self.engine: list[socket.socket] = []
+        self.containers = self
+        self.api = self
+
+    def create(self, **kwargs: object) -> _Container:
+        self.calls.append("create")
+        return _Container(self.calls)
+
+    def attach_socket(self, container_id: str, params: dict[str, int]) -> object:
+        self.calls.append(f"attach {sorted(params.items())}")
+        if self.attach_error is not None:
+            raise self.attach_error
+        ours, engine = socket.socketpair()
+        self.sockets.append(ours)
+        self.engine.append(engine)
+        return ours.makefile("rwb", buffering=0)
+
+    def start(self, container_id: str) -> None:
+        self.calls.append("start")
+        if self.start_error is not None:
+            raise self.start_error
+
+    def inspect_container(self, container_id: str) -> dict[str, str]:
+        self.calls.append("inspect")
+        return {"Id": container_id}
+
+
+def _create(client: _Client, **overrides: object) -> tuple[dict[str, Any], StdinDelivery | None]:
+    return create_sync(client, spec(**overrides), "h1", instance_id="abc", network_name="n")
+
+
+def test_create_attaches_stdin_before_start_and_start_writes_then_closes() -> None:
+    client = _Client()
+    _attrs, delivery = _create(client)
+    assert delivery is not None
+    assert client.calls == ["create", "attach [('stdin', 1), ('stream', 1)]"]
+    start_sync(client, "cid", delivery)
+    assert client.calls[2:] == ["start", "inspect"]
+    assert delivery.closed
+    assert client.sockets[0].fileno() == -1
+    assert _read_all(client.engine[0]) == b"glrt-SECRET\n"
+
+
+def test_a_failed_attach_removes_the_container() -> None:
+    """Same rule as a refused credential file: never a container left half made."""
+    client = _Client(attach=docker.errors.APIError("500", explanation="attach failed"))
+    with pytest.raises(docker.errors.APIError):
+        _create(client)
+    assert client.calls[-1] == "remove"
+
+
+def test_a_failed_start_closes_the_delivery_unwritten() -> None:
+    client = _Client(start=docker.errors.APIError("500", explanation="exec format error"))
+    _attrs, delivery = _create(client)
+    assert delivery is not None
+    with pytest.raises(docker.errors.APIError):
+        start_sync(client, "cid", delivery)
+    assert delivery.closed
+    assert client.sockets[0].fileno() == -1
+    assert _read_all(client.engine[0]) == b""  # never written: the container never ran
+
+
+def test_file_and_env_delivery_hold_no_stdin() -> None:
+    client = _Client()
+    assert _create(client, credential_delivery="file")[1] is None
+    assert "put_archive" in client.calls
+    assert _create(client, credential_delivery="env")[1] is None
+    assert not any(c.startswith("attach") for c in client.calls)
+
+
+async def test_the_runtime_closes_held_deliveries_on_remove_and_aclose(
+    runtime: DockerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stdin delivery attached at create waits for start_container; a runner removed
+    (or a runtime closed) before that must not leave the connection open."""
+    host = runtime._hosts["h1"]
+    client = _Client()
+    host.ok, host.client, host.network_ready = True, client, True
+
+    async def place(_spec: ContainerSpec) -> object:
+        return host
+
+    monkeypatch.setattr(runtime, "_place", place)
+    monkeypatch.setattr(
+        "orchestrator.runtime.docker_engine.remove_sync", lambda *_a: client.calls.append("rm")
+    )
+    monkeypatch.setattr(
+        "orchestrator.runtime.docker_engine.container_info",
+        lambda h, attrs: ContainerInfo(id=attrs["Id"], name="n", host=h, status="created"),
+    )
+    first = await runtime.create(spec())
+    assert list(runtime._stdin) == [first.id]
+    held = runtime._stdin[first.id]
+    await runtime.remove("h1", first.id)
+    assert held.closed and runtime._stdin == {}
+
+    await runtime.create(spec())
+    held = runtime._stdin["cid"]
+    await runtime.aclose()
+    assert held.closed and runtime._stdin == {}
+    assert all(s.fileno() == -1 for s in client.sockets)
 
 
 def test_credential_tar_layout() -> None:

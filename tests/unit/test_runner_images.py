@@ -279,3 +279,103 @@ def test_github_registration_token_for_config_sh(stubs: Path, tmp_path: Path) ->
     got = _record(stubs)
     assert got["reg"] == "REGTOKEN"
     assert got["args"] == "--url http://x"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
+)
+def test_credential_from_stdin_is_exported_and_the_runner_gets_end_of_file(
+    shell: list[str], entrypoint: Path, stubs: Path
+) -> None:
+    """Stdin delivery: one line from stdin, exported under RUNNER_CREDENTIAL_ENV; the
+    runner sees neither the switch nor anything left on stdin."""
+    _needs(shell)
+    env = _env(stubs, RUNNER_CREDENTIAL_STDIN="1", RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN")
+    script = 'gitlab-runner "$@"; echo "stdin_switch=${RUNNER_CREDENTIAL_STDIN:-}" >>"$STUB_OUT"'
+    result = subprocess.run(
+        [*shell, str(entrypoint), "sh", "-c", script, "sh", "run-single"],
+        input=SECRET + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    got = _record(stubs)
+    assert got["token"] == SECRET
+    assert got["args"] == "run-single"
+    assert got["stdin_switch"] == ""
+    assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
+)
+def test_no_credential_on_stdin_exits_65_without_running_the_runner(
+    shell: list[str], entrypoint: Path, stubs: Path
+) -> None:
+    """The daemon died (or its start failed) before writing: stdin ends empty."""
+    _needs(shell)
+    result = subprocess.run(
+        [*shell, str(entrypoint), "gitlab-runner", "run-single"],
+        input="",
+        env=_env(stubs, RUNNER_CREDENTIAL_STDIN="1", RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 65
+    assert "no credential on stdin" in result.stderr
+    assert not (stubs.parent / "out").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_stdin_that_never_ends_does_not_block_the_entrypoint_forever(
+    shell: list[str], stubs: Path
+) -> None:
+    """A container started without the daemon's attach keeps stdin open and silent: the
+    read gives up after RUNNER_CREDENTIAL_TIMEOUT seconds (60 by default)."""
+    _needs(shell)
+    env = _env(
+        stubs,
+        RUNNER_CREDENTIAL_STDIN="1",
+        RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN",
+        RUNNER_CREDENTIAL_TIMEOUT="1",
+    )
+    silent = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
+    try:
+        result = subprocess.run(
+            [*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner", "run-single"],
+            stdin=silent.stdout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    finally:
+        silent.kill()
+        silent.wait()
+    assert result.returncode == 65
+    assert not (stubs.parent / "out").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_stdin_mode_refuses_a_bad_credential_env_name(shell: list[str], stubs: Path) -> None:
+    _needs(shell)
+    result = subprocess.run(
+        [*shell, str(GITHUB_ENTRYPOINT), "run.sh"],
+        input=SECRET + "\n",
+        env=_env(stubs, RUNNER_CREDENTIAL_STDIN="1", RUNNER_CREDENTIAL_ENV="X;rm -rf"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 64
+    assert SECRET not in result.stdout + result.stderr
+    assert not (stubs.parent / "out").exists()

@@ -210,3 +210,42 @@ def test_the_runtime_is_chosen_per_endpoint_mode() -> None:
     assert isinstance(both, CompositeRuntime)
     assert [h.name for h in both.hosts()] == ["box", "cluster"]
     assert [h.mode for h in both.hosts()] == ["container", "swarm"]
+
+
+@pytest.mark.parametrize(("delivery", "secret"), [("stdin", True), ("file", True), ("env", False)])
+def test_swarm_stdin_delivery_is_its_file_secret(delivery: str, secret: bool) -> None:
+    """A service's task cannot be attached to before it starts: stdin delivery (the
+    daemon's default) gets the Swarm secret file, never the env var, never the stdin
+    switch (the entrypoint would wait for a line that never comes)."""
+    from orchestrator.runtime.swarm_engine import Endpoint
+    from orchestrator.runtime.swarm_services import create_service
+
+    class Api:
+        def __init__(self) -> None:
+            self.secrets: list[str] = []
+            self.template: dict[str, Any] = {}
+
+        def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> dict[str, str]:
+            self.secrets.append(name)
+            return {"ID": "sid"}
+
+        def create_service(self, task_template: dict[str, Any], **_kw: Any) -> dict[str, str]:
+            self.template = task_template
+            return {"ID": "svc"}
+
+        def inspect_service(self, service_id: str) -> dict[str, str]:
+            return {"ID": service_id}
+
+    api = Api()
+    client = type("Client", (), {"api": api})()
+    ep = Endpoint(config=DockerHostConfig(name="c", mode="swarm"), client=client)
+    ep.network_ready = True
+    create_service(
+        ep, spec(credential_delivery=delivery, network="n"), instance_id="x", network_name="n"
+    )
+    env = api.template["ContainerSpec"]["Env"]
+    assert bool(api.secrets) is secret
+    assert not any(e.startswith("RUNNER_CREDENTIAL_STDIN") for e in env)
+    if secret:
+        assert "RUNNER_CREDENTIAL_FILE=/run/runner-orchestrator/credential" in env
+        assert "glrt-fakecredential" not in repr(api.template)
