@@ -249,6 +249,9 @@ class _Client:
         self.containers = self
         self.api = self
 
+    def close(self) -> None:
+        self.calls.append("close")
+
     def create(self, **kwargs: object) -> _Container:
         self.calls.append("create")
         return _Container(self.calls)
