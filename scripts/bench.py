@@ -286,19 +286,42 @@ def _phases(probe: dict[str, Any], queued: float, done: float) -> dict[str, Any]
     }
 
 
+IDLE_RUNNER_IMAGE = "runner-orchestrator/bench-idle-runner:latest"
+
+
+def idle_runner_image(tmp: Path, base: str) -> str:
+    """The test image with a runner that takes no job: the real entrypoint reads the
+    credential (stdin delivery included), then ``gitlab-runner`` is ``sleep``, the raw
+    baseline's process. A burst of these measures what the daemon adds to create+start;
+    a burst of job-taking shims adds the 50 runners' own start-up work (HTTP calls and
+    shell forks per runner) on the same two cores. Built from the local image: no pull."""
+    context = tmp / "idle-runner"
+    context.mkdir(exist_ok=True)
+    (context / "gitlab-runner").write_text("#!/bin/sh\nexec sleep 300\n")
+    (context / "gitlab-runner").chmod(0o755)
+    (context / "Dockerfile").write_text(
+        f"FROM {base}\nCOPY gitlab-runner /usr/local/bin/gitlab-runner\n"
+    )
+    image, _ = client.images.build(path=str(context), tag=IDLE_RUNNER_IMAGE, rm=True)
+    return str(image.id)
+
+
 def burst(tmp: Path, rounds: int = 3, n: int = 50) -> dict[str, Any]:
     """Daemon bursts and raw SDK bursts, interleaved (daemon with stdin, file and env
     credential delivery, raw, raw with the daemon's create options; again...): medians,
     and the phases of every daemon round."""
-    runs: dict[str, list[dict[str, Any]]] = {"stdin": [], "file": [], "env": []}
+    runs: dict[str, list[dict[str, Any]]] = {"stdin": [], "stdin_idle": [], "file": [], "env": []}
     raw: list[dict[str, Any]] = []
     hardened: list[dict[str, Any]] = []
     # by id: on a shared engine another checkout may re-tag the test image mid-run
     image = str(client.images.get(TEST_IMAGE).id)
+    idle_image = idle_runner_image(tmp, image)
     for i in range(rounds):
-        for delivery, out in runs.items():
-            name = f"benchburst{delivery}{i}"
-            out.append(burst_daemon(tmp, name, n, delivery=delivery, image=image))
+        for variant, out in runs.items():
+            delivery, _, idle = variant.partition("_")
+            name = f"benchburst{delivery}{idle}{i}"
+            used = idle_image if idle else image
+            out.append(burst_daemon(tmp, name, n, delivery=delivery, image=used))
         raw.append(baseline_burst(n, image=image))
         hardened.append(
             baseline_burst(n, options=hardened_kwargs(f"benchhard{i}", image), image=image)
@@ -346,6 +369,7 @@ def burst(tmp: Path, rounds: int = 3, n: int = 50) -> dict[str, Any]:
         "baseline_hardened_samples_s": [round(r["total_s"], 2) for r in hardened],
         "baseline_hardened_call_mean_ms": call_means(hardened),
         "stdin_delivery": summary(runs["stdin"]),
+        "stdin_idle_runners": summary(runs["stdin_idle"]),
         "file_delivery": summary(runs["file"]),
         "env_delivery": summary(runs["env"]),
     }
@@ -975,9 +999,10 @@ def _load_note(r: dict[str, Any], names: list[str]) -> str:
     if top <= cpus:
         return f"1-minute load average up to {top} on {cpus} cores."
     return (
-        f"Taken under load: the 1-minute load average reached {top} on {cpus} cores "
-        "(other work shared the machine), so absolute times are inflated and noisy; "
-        "the same-run baselines and ratios are the figures to read."
+        f"The 1-minute load average reached {top} on {cpus} cores (the bench's own "
+        "containers, runners and simulators count, and any other work on the machine), "
+        "so absolute times are inflated and noisy; the same-run baselines and ratios are "
+        "the figures to read."
     )
 
 
@@ -1007,6 +1032,14 @@ def _burst_rows(bu: dict[str, Any]) -> list[str]:
         "file": "`CREDENTIAL_DELIVERY=file` (`put_archive`)",
         "env": "`CREDENTIAL_DELIVERY=env` (credential in `docker inspect`)",
     }
+    if "stdin_idle_runners" in bu:
+        m = bu["stdin_idle_runners"]
+        rows.append(
+            "| same, runners that take no job (entrypoint and credential as above, then "
+            "`sleep` like the raw baseline: the daemon's own cost, without 50 runners "
+            f"starting up on the same 2 cores), from the poll that saw the jobs | "
+            f"{m['daemon_from_seen_s']} s | as above | {m['ratio_from_seen']}× |"
+        )
     for mode in ("file", "env"):
         if mode != default:
             m = bu[f"{mode}_delivery"]
@@ -1102,7 +1135,20 @@ def _burst_breakdown(r: dict[str, Any], bu: dict[str, Any]) -> list[str]:
         )
         + "is that engine cost alone, so the distance between it and a daemon row is the "
         "daemon's own overhead (and the forge simulator's, which shares the cores with "
-        "it). The plain raw run stays the goal baseline.",
+        "it). The plain raw run stays the goal baseline. (4) The raw baseline's "
+        "containers run `sleep`; the daemon's runners start working as soon as they run "
+        "(the test image's job-taking shim: token check, job request, a few shell "
+        "forks each), so while the burst is still starting containers, 50 runners and "
+        "the forge simulator answering them share the two cores with the engine. The "
+        "'runners that take no job' row starts the same image, entrypoint and "
+        "credential delivery with `sleep` in place of the shim: "
+        + (
+            f"{bu['stdin_idle_runners']['ratio_from_seen']}× raw, "
+            if "stdin_idle_runners" in bu
+            else ""
+        )
+        + "the daemon's own cost of a burst; the distance to the default row is the "
+        "runners' start-up work, which a host with more cores than two absorbs.",
         "",
         "Changed after the first breakdown: the runtime ran at most 4 Docker calls at "
         "once, on asyncio's default thread pool (6 threads on 2 cores, shared with the "
