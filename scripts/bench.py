@@ -319,7 +319,7 @@ def burst(tmp: Path, rounds: int = 3, n: int = 50) -> dict[str, Any]:
     for i in range(rounds):
         for variant, out in runs.items():
             delivery, _, idle = variant.partition("_")
-            name = f"benchburst{delivery}{idle}{i}"
+            name = f"bburst{delivery}{idle}{i}"  # INSTANCE_ID: at most 16 characters
             used = idle_image if idle else image
             out.append(burst_daemon(tmp, name, n, delivery=delivery, image=used))
         raw.append(baseline_burst(n, image=image))
