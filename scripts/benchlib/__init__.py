@@ -13,7 +13,8 @@ docs/benchmarks.json in step).
 * :mod:`.footprint`: the ``footprint`` section (idle RSS and CPU);
 * :mod:`.swarm_bench`: the ``swarm`` section;
 * :mod:`.render`: docs/benchmarks.md from the saved figures (no Docker, no I/O);
-* :mod:`.cli`: the section table, the argument handling and the JSON merge.
+* :mod:`.sections`: the section table (the names ``--only`` accepts);
+* :mod:`.cli`: the argument handling, ``--render`` and the JSON merge.
 """
 
 from __future__ import annotations
