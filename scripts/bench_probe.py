@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """``runner-orchestrator run`` with timers around the calls a runner spawn makes.
 
-Started by ``scripts/bench.py`` in place of ``python -m orchestrator run`` to break a burst
-down into phases; not part of the daemon. It wraps, in this process only:
+Started by ``scripts/bench.py`` (its burst section, ``scripts/benchlib/burst.py``) in place
+of ``python -m orchestrator run`` to break a burst down into phases; not part of the daemon.
+It wraps, in this process only:
 
 * the journal's writes (``Journal.create`` / ``transition`` / ``update``);
 * each forge provider's ``pending_jobs`` and ``register_runner``;
