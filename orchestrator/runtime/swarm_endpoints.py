@@ -39,6 +39,7 @@ from orchestrator.runtime import (
     RuntimeFailure,
 )
 from orchestrator.runtime import swarm_placement as placement
+from orchestrator.runtime.docker_hosts import SDK_ERRORS
 from orchestrator.runtime.swarm_engine import (
     CONNECTION_ERRORS,
     HOST_RETRY_S,
@@ -187,7 +188,7 @@ class SwarmEndpoints:
                 await asyncio.to_thread(ep.watcher.join, 5.0)
                 ep.watcher = None
             if ep.client is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(*SDK_ERRORS):  # our own bug here is not swallowed
                     ep.client.close()
                 ep.client = None
             ep.ok, ep.error, ep.network_ready = False, "closed", False
