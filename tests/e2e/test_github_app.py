@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.appkeys import app_key_pair
 from tests.conftest import scan_for_secrets
 from tests.e2e.harness import (
     Daemon,
@@ -27,17 +26,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_a_github_app_installation_serves_a_job_end_to_end(instance: str, tmp_path: Path) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    pem, public = app_key_pair()
     key_file = tmp_path / "app.pem"
     key_file.write_text(pem)
     key_file.chmod(0o400)

@@ -17,12 +17,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from providers.base import GitHubApp, GitHubOptions, RunnerRequest, runner_name_prefix
 from providers.errors import ProviderAuthError
 from providers.github import GitHubProvider
+from tests.appkeys import app_key_pair
 from tests.forgesim.common import SIM_KEY, RunningSim
 from tests.forgesim.github import create_app
 
@@ -32,22 +31,7 @@ PREFIX = runner_name_prefix("app1")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
-PRIVATE_KEY, PUBLIC_KEY = _key_pair()
+PRIVATE_KEY, PUBLIC_KEY = app_key_pair()
 
 
 class Sim:
@@ -141,7 +125,7 @@ async def test_a_revoked_installation_token_is_replaced_after_githubs_401(sim: S
 @pytest.mark.parametrize(
     ("key", "installation", "why"),
     [
-        (_key_pair()[0], INSTALLATION, "a key that is not the App's"),
+        (app_key_pair()[0], INSTALLATION, "a key that is not the App's"),
         (PRIVATE_KEY, 5, "an installation the App does not have"),
     ],
 )

@@ -12,24 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from orchestrator.app import build_providers
 from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.logging import redact_text
 from providers.base import ignore_request
+from tests.appkeys import app_key_pair
 
 ROOT = Path(__file__).resolve().parents[2]
-PEM = (
-    rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    .private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    .decode()
-)
+PEM = app_key_pair(traditional=True)[0]
 
 
 @pytest.fixture
