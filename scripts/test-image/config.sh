@@ -11,7 +11,8 @@
 
 home=${RUNNER_HOME:-/home/runner}
 url=""
-name=$(hostname)
+this_host
+name=$THIS_HOST
 labels=""
 token=${ACTIONS_RUNNER_INPUT_TOKEN:-}
 work=_work
@@ -27,18 +28,29 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$url" ] || { log "--url is required"; exit 2; }
 [ -n "$token" ] || { log "no registration token (--token or ACTIONS_RUNNER_INPUT_TOKEN)"; exit 2; }
-root=$(root_url "$url")
+root_url "$url"
+root=$ROOT_URL
 
-http POST "$root/_runner/register" \
-    "{\"token\": $(json_str "$token"), \"name\": $(json_str "$name"), \"labels\": $(json_str "$labels"), \"url\": $(json_str "$url")}"
+json_quote "$token"
+body="{\"token\": $JSON_STR"
+json_quote "$name"
+name_json=$JSON_STR
+json_quote "$labels"
+body="$body, \"name\": $name_json, \"labels\": $JSON_STR"
+json_quote "$url"
+http POST "$root/_runner/register" "$body, \"url\": $JSON_STR}"
 if [ "$HTTP_STATUS" != 201 ]; then
     log "registration failed: status $HTTP_STATUS $HTTP_BODY"
     exit 1
 fi
-runner_id=$(printf '%s' "$HTTP_BODY" | json_get runner_id)
-secret=$(printf '%s' "$HTTP_BODY" | json_get token)
+json_val runner_id "$HTTP_BODY"
+runner_id=$JSON_VAL
+json_val token "$HTTP_BODY"
+json_quote "$JSON_VAL"
+secret_json=$JSON_STR
+json_quote "$root"
 mkdir -p "$home/$work"
 umask 077
 printf '{"url": %s, "runner_id": %s, "name": %s, "token": %s}\n' \
-    "$(json_str "$root")" "$runner_id" "$(json_str "$name")" "$(json_str "$secret")" >"$home/.runner"
+    "$JSON_STR" "$runner_id" "$name_json" "$secret_json" >"$home/.runner"
 log "runner $name registered as $runner_id at $root"

@@ -1,10 +1,21 @@
-# shellcheck shell=sh
+# shellcheck shell=sh disable=SC2034  # the results are read by the scripts sourcing this file
 # Tiny HTTP/1.0 client and flat-JSON reader for the test image's runner shims.
 #
 # busybox wget can neither PUT nor report status codes, so requests are written by hand
 # and sent with `nc`. HTTP/1.0 makes the server close the connection after answering,
 # which is what ends `nc`. Plain http only: the shims talk to the forge simulator on
 # loopback, never to a real forge.
+#
+# Few processes on purpose: the benchmark starts 50 of these runners at once on two
+# cores, next to the engine starting their containers (docs/benchmarks.md). Everything
+# but the connection itself (and a rare fallback) is shell built-ins and parameter
+# expansion; results come back in variables (HTTP_STATUS, HTTP_BODY, JSON_VAL, JSON_STR),
+# not through `$(...)`, which would fork a subshell per call.
+
+_RO_CR=$(printf '\r')
+_RO_LF='
+'
+_RO_CRLF=$_RO_CR$_RO_LF
 
 # http METHOD URL [BODY] [EXTRA_HEADER]
 # Sets HTTP_STATUS (e.g. 201, or 000 when nothing answered) and HTTP_BODY.
@@ -26,56 +37,122 @@ http() {
     _host=${_hostport%:*}
     _port=${_hostport##*:}
     [ "$_port" = "$_hostport" ] && _port=80
-    _len=$(printf '%s' "$_body" | wc -c | tr -d ' ')
-    _RO_HEAD=$(
-        printf '%s %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n' \
-            "$_method" "$_path" "$_hostport"
-        printf 'Content-Length: %s' "$_len"
-        [ -n "$_extra" ] && printf '\r\n%s' "$_extra"
-    )
+    case $_body in
+        # ${#} counts characters; Content-Length counts bytes (same for printable ASCII)
+        *[!\ -~]*) _len=$(printf '%s' "$_body" | wc -c | tr -d ' ') ;;
+        *) _len=${#_body} ;;
+    esac
+    _RO_HEAD="$_method $_path HTTP/1.0${_RO_CRLF}Host: $_hostport${_RO_CRLF}Content-Type: application/json${_RO_CRLF}Content-Length: $_len"
+    [ -n "$_extra" ] && _RO_HEAD="$_RO_HEAD$_RO_CRLF$_extra"
     _RO_BODY=$_body
     export _RO_HEAD _RO_BODY
     # shellcheck disable=SC2016  # expanded by the child shell, from its environment
     _resp=$(nc -w 5 "$_host" "$_port" -e /bin/sh -c \
-        'printf "%s\r\n\r\n%s" "$_RO_HEAD" "$_RO_BODY"; cat >&2' 2>&1)
+        'printf "%s\r\n\r\n%s" "$_RO_HEAD" "$_RO_BODY"; exec cat >&2' 2>&1)
     unset _RO_HEAD _RO_BODY
-    HTTP_STATUS=$(printf '%s\n' "$_resp" | head -n 1 | cut -d ' ' -f 2)
+    # status: the second field of the first line
+    _line=${_resp%%"$_RO_LF"*}
+    _line=${_line%"$_RO_CR"}
+    HTTP_STATUS=${_line#* }
+    HTTP_STATUS=${HTTP_STATUS%% *}
     case $HTTP_STATUS in
         [0-9][0-9][0-9]) ;;
         *) HTTP_STATUS=000 ;;
     esac
-    # the body is everything after the first empty (CR-only) line
-    # shellcheck disable=SC2034  # read by the scripts that source this file
-    HTTP_BODY=$(printf '%s\n' "$_resp" | tr -d '\r' | sed '1,/^$/d')
+    # body: everything after the first empty line (command substitution already dropped
+    # the trailing newlines); carriage returns removed, as a line-based reader would
+    case $_resp in
+        *"$_RO_CRLF$_RO_CRLF"*) HTTP_BODY=${_resp#*"$_RO_CRLF$_RO_CRLF"} ;;
+        *"$_RO_LF$_RO_LF"*) HTTP_BODY=${_resp#*"$_RO_LF$_RO_LF"} ;;
+        *) HTTP_BODY= ;;
+    esac
+    case $HTTP_BODY in
+        *"$_RO_CR"*) HTTP_BODY=$(printf '%s' "$HTTP_BODY" | tr -d '\r') ;;
+    esac
 }
 
-# json_get KEY: the first value of "KEY" in the flat JSON on stdin (string or number).
-json_get() {
-    tr -d '\n' | grep -o "\"$1\"[[:space:]]*:[[:space:]]*\(\"[^\"]*\"\|[-0-9.][0-9.eE+-]*\|true\|false\|null\)" \
-        | head -n 1 | sed 's/^"[^"]*"[[:space:]]*:[[:space:]]*//; s/^"//; s/"$//'
+# json_val KEY JSON: set JSON_VAL to the first value of "KEY" in JSON that is a string,
+# a number, true, false or null (an occurrence followed by an object or array, or that is
+# not followed by a colon, e.g. a string value equal to KEY, is skipped). Returns 1 and
+# leaves JSON_VAL empty when there is none. Strings are returned as they are written:
+# escapes are not decoded, and a value ends at the next double quote.
+json_val() {
+    _key="\"$1\""
+    _json=$2
+    JSON_VAL=
+    while :; do
+        case $_json in
+            *"$_key"*) _json=${_json#*"$_key"} ;;
+            *) return 1 ;;
+        esac
+        _json=${_json#"${_json%%[![:space:]]*}"}
+        case $_json in
+            :*) _json=${_json#:} ;;
+            *) continue ;;
+        esac
+        _json=${_json#"${_json%%[![:space:]]*}"}
+        case $_json in
+            \"*\"*)
+                _json=${_json#\"}
+                JSON_VAL=${_json%%\"*}
+                return 0
+                ;;
+            [-0-9.]*)
+                JSON_VAL=${_json%%[!-0-9.eE+]*}
+                return 0
+                ;;
+            true*) JSON_VAL=true; return 0 ;;
+            false*) JSON_VAL=false; return 0 ;;
+            null*) JSON_VAL=null; return 0 ;;
+        esac
+    done
 }
 
-# json_top: the JSON object on stdin with its nested objects cut out, so json_get finds a
+# json_object_with TEXT JSON: set JSON_OBJ to the innermost {...} of JSON around the
+# first occurrence of TEXT (to read the object holding a given key, e.g. a job variable
+# whose "key" is SIM_JOB_DURATION, its "value" before or after it). Returns 1 when JSON
+# does not contain TEXT.
+json_object_with() {
+    case $2 in
+        *"$1"*) ;;
+        *) JSON_OBJ=; return 1 ;;
+    esac
+    _before=${2%%"$1"*}
+    _after=${2#*"$1"}
+    JSON_OBJ="{${_before##*\{}$1${_after%%\}*}}"
+}
+
+# json_top: the JSON object on stdin with its nested objects cut out, so json_val finds a
 # top-level key even when a nested object has one of the same name (a job's "id" and
 # "token" versus job_info's).
 json_top() {
     tr -d '\n' | sed -e ':a' -e 's/\(.\){[^{}]*}/\1/' -e 'ta'
 }
 
-# json_objects: the JSON on stdin with one nested object per line (to find the one
-# holding a given key, e.g. a job variable).
-json_objects() {
-    sed 's/[{}]/\n/g'
+# json_quote VALUE: set JSON_STR to VALUE as a JSON string literal (backslash and double
+# quote escaped; a value with neither, the usual case, needs no process).
+json_quote() {
+    case $1 in
+        *[\\\"]*) JSON_STR="\"$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')\"" ;;
+        *) JSON_STR="\"$1\"" ;;
+    esac
 }
 
-# json_str VALUE: VALUE as a JSON string literal (escapes backslash and double quote).
-json_str() {
-    printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"
-}
-
-# root_url URL: scheme://host[:port] of URL (config.sh registers there).
+# root_url URL: set ROOT_URL to scheme://host[:port] of URL (config.sh registers there).
 root_url() {
-    printf '%s\n' "$1" | sed 's#^\([a-z]*://[^/]*\).*#\1#'
+    case $1 in
+        *://*) _tail=${1#*://}; ROOT_URL=${1%%://*}://${_tail%%/*} ;;
+        *) ROOT_URL=$1 ;;
+    esac
+}
+
+# this_host: set THIS_HOST to the container's hostname (read, not a `hostname` process).
+this_host() {
+    if [ -r /proc/sys/kernel/hostname ]; then
+        read -r THIS_HOST </proc/sys/kernel/hostname
+    else
+        THIS_HOST=$(hostname)
+    fi
 }
 
 # now: seconds since the epoch.

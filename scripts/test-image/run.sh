@@ -30,9 +30,12 @@ else
     log "not configured: no --jitconfig and no $home/.runner (run config.sh first)"
     exit 1
 fi
-url=$(printf '%s' "$config" | json_get url)
-secret=$(printf '%s' "$config" | json_get token)
-name=$(printf '%s' "$config" | json_get name)
+json_val url "$config"
+url=$JSON_VAL
+json_val token "$config"
+secret=$JSON_VAL
+json_val name "$config"
+name=$JSON_VAL
 if [ -z "$url" ] || [ -z "$secret" ]; then
     log "runner config lacks url or token"
     exit 1
@@ -63,8 +66,10 @@ while [ "$terminating" = 0 ]; do
     http POST "$url/_runner/acquire" "{}" "$auth"
     case $HTTP_STATUS in
         200)
-            job_id=$(printf '%s' "$HTTP_BODY" | json_get job_id)
-            duration=$(printf '%s' "$HTTP_BODY" | json_get duration)
+            json_val job_id "$HTTP_BODY"
+            job_id=$JSON_VAL
+            json_val duration "$HTTP_BODY"
+            duration=$JSON_VAL
             log "job $job_id acquired, running for ${duration:-0}s"
             pause "${duration:-0}"
             if [ "$terminating" = 1 ]; then
