@@ -272,7 +272,10 @@ class ContainerRuntime(Protocol):
         ...
 
     async def start_container(self, info: ContainerInfo) -> ContainerInfo:
-        """Start a created container. Raises ContainerStartError (e.g. no GPU here)."""
+        """Start a created container and return it as the engine accepted it (running,
+        or for Swarm the task's state). Not a health check: a container that exits at
+        once is reported by the event stream and :meth:`list`. Raises
+        ContainerStartError (e.g. no GPU here)."""
         ...
 
     async def stop(self, host: str, container_id: str, timeout_s: float = 10.0) -> None:

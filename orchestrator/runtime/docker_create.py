@@ -34,7 +34,7 @@ import socket
 import tarfile
 import threading
 import time
-from typing import Any, cast
+from typing import Any
 
 import docker.errors
 import docker.types
@@ -46,7 +46,7 @@ from orchestrator.runtime import (
     ContainerStartError,
     labels_for,
 )
-from orchestrator.runtime.docker_hosts import LABEL_HOST
+from orchestrator.runtime.docker_hosts import LABEL_HOST, SDK_ERRORS
 
 #: json-file log rotation per container: enough for a job's tail, bounded on disk.
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
@@ -253,12 +253,86 @@ def create_kwargs(
     return kwargs
 
 
+#: ``create_kwargs`` keys that go to the container config (``create_container``); every
+#: other key but ``volumes`` and ``network`` is a host-config key (``create_host_config``).
+CONTAINER_KEYS = frozenset(
+    {
+        "image",
+        "command",
+        "name",
+        "labels",
+        "environment",
+        "platform",
+        "detach",
+        "stdin_open",
+        "user",
+    }
+)
+HOST_CONFIG_KEYS = frozenset(
+    {
+        "cap_drop",
+        "cap_add",
+        "security_opt",
+        "pids_limit",
+        "privileged",
+        "init",
+        "auto_remove",
+        "restart_policy",
+        "log_config",
+        "mem_limit",
+        "nano_cpus",
+        "read_only",
+        "tmpfs",
+        "network_mode",
+        "device_requests",
+    }
+)
+
+
+def volume_target(volume: str) -> str:
+    """Where ``src:dst[:mode]`` (or an anonymous ``dst``) mounts in the container."""
+    parts = volume.split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def split_create(
+    kwargs: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """:func:`create_kwargs` -> (``create_container`` arguments, ``create_host_config``
+    arguments, the network to join), as the SDK's ``containers.create`` splits them.
+
+    The daemon calls the low-level API so a create is one engine call: the high-level
+    ``containers.create`` inspects the new container afterwards, and every field of that
+    answer the daemon needs it set itself (id aside). A key this does not know is a bug
+    here (a new option added to one side only) and raises :class:`KeyError`.
+    """
+    config: dict[str, Any] = {}
+    host: dict[str, Any] = {}
+    network: str | None = None
+    for key, value in kwargs.items():
+        if key in CONTAINER_KEYS:
+            config[key] = value
+        elif key in HOST_CONFIG_KEYS:
+            host[key] = value
+        elif key == "volumes":
+            if value:
+                host["binds"] = list(value)
+                config["volumes"] = [volume_target(v) for v in value]
+        elif key == "network":
+            network = value
+            host["network_mode"] = value
+        else:
+            raise KeyError(f"create option {key!r} is neither a container nor a host option")
+    return config, host, network
+
+
 def create_sync(
     client: Any, spec: ContainerSpec, host: str, *, instance_id: str, network_name: str
-) -> tuple[dict[str, Any], StdinDelivery | None]:
-    """Create, deliver the credential (file) or attach to stdin (stdin), return the
-    inspect data and the open stdin delivery (blocking). A container whose credential
-    could not be delivered or attached is removed again, never left half made."""
+) -> tuple[str, dict[str, str], StdinDelivery | None]:
+    """Create, deliver the credential (file) or attach to stdin (stdin), return the new
+    container's id, its labels and the open stdin delivery (blocking): two engine calls
+    for stdin delivery, create and attach, no inspect. A container whose credential could
+    not be delivered or attached is removed again, never left half made."""
     labels = labels_for(instance_id)
     for source in (v.split(":", 1)[0] for v in spec.volumes):
         if is_named_volume(source):
@@ -266,35 +340,44 @@ def create_sync(
                 client.volumes.get(source)
             except docker.errors.NotFound:
                 client.volumes.create(name=source, labels=labels)
-    container = client.containers.create(
-        **create_kwargs(spec, host, instance_id=instance_id, network_name=network_name)
+    kwargs = create_kwargs(spec, host, instance_id=instance_id, network_name=network_name)
+    config, host_config, network = split_create(kwargs)
+    api = client.api
+    networking = (
+        api.create_networking_config({network: api.create_endpoint_config()}) if network else None
     )
+    answer = api.create_container(
+        **config, host_config=api.create_host_config(**host_config), networking_config=networking
+    )
+    container_id = str(answer["Id"])
     delivery: StdinDelivery | None = None
     try:
         if spec.credential_delivery == "stdin":
-            delivery = StdinDelivery.attach(client, container.id, spec.credential)
+            delivery = StdinDelivery.attach(client, container_id, spec.credential)
         elif spec.credential_delivery == "file":
             target, archive = (
                 (CREDENTIAL_DIR, credential_tar(spec.credential, in_dir=True))
                 if spec.read_only
                 else ("/", credential_tar(spec.credential))
             )
-            if not container.put_archive(target, archive):
+            if not api.put_archive(container_id, target, archive):
                 raise ContainerStartError("engine refused the credential archive")
     except BaseException:
         if delivery is not None:
             delivery.close()
-        with contextlib.suppress(Exception):
-            container.remove(force=True, v=True)
+        with contextlib.suppress(*SDK_ERRORS):  # the first error is the one to report
+            api.remove_container(container_id, force=True, v=True)
         raise
-    return cast(dict[str, Any], container.attrs), delivery
+    return container_id, dict(kwargs["labels"]), delivery
 
 
-def start_sync(client: Any, container_id: str, delivery: StdinDelivery | None) -> dict[str, Any]:
-    """Start a created container, write its credential to stdin (stdin delivery), return
-    its inspect data (blocking). The delivery is closed on every path: when start fails
-    the container never ran; when the write fails it runs with stdin at end of file, its
-    entrypoint exits non-zero, and :class:`ContainerStartError` says why."""
+def start_sync(client: Any, container_id: str, delivery: StdinDelivery | None) -> None:
+    """Start a created container and write its credential to stdin (stdin delivery),
+    blocking. No inspect afterwards: what the container does next (runs on, exits at
+    once) is the event stream's and the listing's to report. The delivery is closed on
+    every path: when start fails the container never ran; when the write fails it runs
+    with stdin at end of file, its entrypoint exits non-zero, and
+    :class:`ContainerStartError` says why."""
     try:
         client.api.start(container_id)
         if delivery is not None:
@@ -302,4 +385,3 @@ def start_sync(client: Any, container_id: str, delivery: StdinDelivery | None) -
     finally:
         if delivery is not None:
             delivery.close()
-    return cast(dict[str, Any], client.api.inspect_container(container_id))

@@ -34,6 +34,7 @@ from orchestrator.runtime.docker_create import (
     create_kwargs,
     create_sync,
     credential_tar,
+    split_create,
     start_sync,
 )
 from orchestrator.runtime.docker_engine import LABEL_HOST, DockerRuntime
@@ -182,6 +183,50 @@ def test_stdin_delivery_is_the_default_and_asks_for_stdin_once(runtime: DockerRu
         assert kwargs[key] == file_kwargs[key]
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"read_only": True},
+        {"credential_delivery": "file", "read_only": True, "memory": "2g", "cpus": 1.5},
+        {"credential_delivery": "env", "network": "host", "docker_socket": True},
+        {"volumes": ("cache:/cache", "/srv/data:/data:ro"), "gpus": 2, "user": "1001"},
+        {"network": "custom", "cap_add": ("CHOWN",), "privileged": True, "gpus": "all"},
+    ],
+)
+def test_the_low_level_create_asks_the_engine_what_the_sdk_would(
+    runtime: DockerRuntime, overrides: dict[str, object]
+) -> None:
+    """The runtime creates through the low-level API (one engine call; the SDK's
+    ``containers.create`` inspects afterwards). Its request must be the one the SDK
+    builds from the same options: the SDK's own conversion is the oracle here."""
+    kwargs = kwargs_for(runtime, spec(**overrides), "h1")
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    ours, host, network = split_create(dict(kwargs))
+    networking = (
+        api.create_networking_config({network: api.create_endpoint_config()}) if network else None
+    )
+    theirs = docker.models.containers._create_container_args(dict(kwargs, version="1.41"))
+    for args in (ours, theirs):
+        assert (args.pop("name"), args.pop("platform")) == (spec().name, kwargs["platform"])
+    mine = docker.types.ContainerConfig(
+        "1.41", **ours, host_config=api.create_host_config(**host), networking_config=networking
+    )
+    sdk = docker.types.ContainerConfig("1.41", **theirs)
+    assert {k: v for k, v in mine.items() if k != "NetworkingConfig"} == {
+        k: v for k, v in sdk.items() if k != "NetworkingConfig"
+    }
+    if network:  # the SDK sends {network: None}; the engine's documented shape is this
+        assert mine["NetworkingConfig"] == {"EndpointsConfig": {network: {}}}
+    else:
+        assert mine.get("NetworkingConfig") is None
+
+
+def test_an_option_on_neither_side_of_the_split_is_a_bug() -> None:
+    with pytest.raises(KeyError, match="shm_size"):
+        split_create({"image": "img", "shm_size": "1g"})
+
+
 def _delivery(credential: str = "glrt-SECRET") -> tuple[StdinDelivery, socket.socket]:
     ours, engine = socket.socketpair()
     return StdinDelivery("cid", ours.makefile("rwb", buffering=0), credential), engine
@@ -224,39 +269,43 @@ def test_stdin_delivery_write_failure_is_a_start_error() -> None:
     assert delivery.closed
 
 
-class _Container:
-    def __init__(self, calls: list[str]) -> None:
-        self.id = "cid"
-        self.attrs = {"Id": "cid"}
-        self.calls = calls
-
-    def remove(self, **_kwargs: object) -> None:
-        self.calls.append("remove")
-
-    def put_archive(self, *_args: object) -> bool:
-        self.calls.append("put_archive")
-        return True
-
-
 class _Client:
-    """Enough of a DockerClient for the create and start paths; records the calls."""
+    """Enough of a DockerClient for the create and start paths (the low-level API the
+    runtime calls); records the calls."""
 
     def __init__(self, *, attach: Exception | None = None, start: Exception | None = None):
         self.calls: list[str] = []
         self.attach_error, self.start_error = attach, start
         self.sockets: list[socket.socket] = []
         self.engine: list[socket.socket] = []
-        self.containers = self
+        self.created: list[dict[str, Any]] = []
         self.api = self
 
     def close(self) -> None:
         self.calls.append("close")
 
-    def create(self, **kwargs: object) -> _Container:
-        self.calls.append("create")
-        return _Container(self.calls)
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return {"host_config": kwargs}
 
-    def attach_socket(self, container_id: str, params: dict[str, int]) -> object:
+    def create_endpoint_config(self) -> dict[str, Any]:
+        return {}
+
+    def create_networking_config(self, endpoints: dict[str, Any]) -> dict[str, Any]:
+        return {"EndpointsConfig": endpoints}
+
+    def create_container(self, **kwargs: Any) -> dict[str, str]:
+        self.calls.append("create")
+        self.created.append(kwargs)
+        return {"Id": "cid"}
+
+    def put_archive(self, *_args: object) -> bool:
+        self.calls.append("put_archive")
+        return True
+
+    def remove_container(self, *_args: object, **_kwargs: object) -> None:
+        self.calls.append("remove")
+
+    def attach_socket(self, container_id: str, params: dict[str, int]) -> Any:
         self.calls.append(f"attach {sorted(params.items())}")
         if self.attach_error is not None:
             raise self.attach_error
@@ -270,22 +319,23 @@ class _Client:
         if self.start_error is not None:
             raise self.start_error
 
-    def inspect_container(self, container_id: str) -> dict[str, str]:
-        self.calls.append("inspect")
-        return {"Id": container_id}
 
-
-def _create(client: _Client, **overrides: object) -> tuple[dict[str, Any], StdinDelivery | None]:
+def _create(
+    client: _Client, **overrides: object
+) -> tuple[str, dict[str, str], StdinDelivery | None]:
     return create_sync(client, spec(**overrides), "h1", instance_id="abc", network_name="n")
 
 
 def test_create_attaches_stdin_before_start_and_start_writes_then_closes() -> None:
+    """Stdin delivery costs the engine four calls: create, attach, start and the write;
+    no inspect (the runtime knows every field of the new container but its id)."""
     client = _Client()
-    _attrs, delivery = _create(client)
+    container_id, labels, delivery = _create(client)
+    assert (container_id, labels[LABEL_RUNNER_ID], labels[LABEL_HOST]) == ("cid", "r1", "h1")
     assert delivery is not None
     assert client.calls == ["create", "attach [('stdin', 1), ('stream', 1)]"]
     start_sync(client, "cid", delivery)
-    assert client.calls[2:] == ["start", "inspect"]
+    assert client.calls[2:] == ["start"]
     assert delivery.closed
     assert client.sockets[0].fileno() == -1
     assert _read_all(client.engine[0]) == b"glrt-SECRET\n"
@@ -301,7 +351,7 @@ def test_a_failed_attach_removes_the_container() -> None:
 
 def test_a_failed_start_closes_the_delivery_unwritten() -> None:
     client = _Client(start=docker.errors.APIError("500", explanation="exec format error"))
-    _attrs, delivery = _create(client)
+    _id, _labels, delivery = _create(client)
     assert delivery is not None
     with pytest.raises(docker.errors.APIError):
         start_sync(client, "cid", delivery)
@@ -312,9 +362,9 @@ def test_a_failed_start_closes_the_delivery_unwritten() -> None:
 
 def test_file_and_env_delivery_hold_no_stdin() -> None:
     client = _Client()
-    assert _create(client, credential_delivery="file")[1] is None
+    assert _create(client, credential_delivery="file")[2] is None
     assert "put_archive" in client.calls
-    assert _create(client, credential_delivery="env")[1] is None
+    assert _create(client, credential_delivery="env")[2] is None
     assert not any(c.startswith("attach") for c in client.calls)
 
 
@@ -333,10 +383,6 @@ async def test_the_runtime_closes_held_deliveries_on_remove_and_aclose(
     monkeypatch.setattr(runtime, "_place", place)
     monkeypatch.setattr(
         "orchestrator.runtime.docker_engine.remove_sync", lambda *_a: client.calls.append("rm")
-    )
-    monkeypatch.setattr(
-        "orchestrator.runtime.docker_engine.container_info",
-        lambda h, attrs: ContainerInfo(id=attrs["Id"], name="n", host=h, status="created"),
     )
     first = await runtime.create(spec())
     assert list(runtime._stdin) == [first.id]
