@@ -17,7 +17,7 @@ delivery can be read (and table-tested, :func:`create_kwargs` does no I/O) toget
   before start, and right after start the credential and a newline are written and the
   connection closed, so the entrypoint reads one line and then sees end of file; the
   engine does no work for it beyond the attach (file delivery's ``put_archive`` mounts
-  the container's filesystem and unpacks a tar: ~400 ms a runner in a burst,
+  the container's filesystem and unpacks a tar: ~250 ms a runner in a burst,
   docs/benchmarks.md). File: copied into the created, not yet started, container with
   ``put_archive`` (into an anonymous volume at :data:`CREDENTIAL_DIR` when the root
   filesystem is read-only). Env delivery puts it in the environment, for images that can

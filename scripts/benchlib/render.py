@@ -15,7 +15,10 @@ BURST_PHASES = [
     ("forge register", "forge registration (simulator on loopback)"),
     ("runtime queue (semaphore + thread hand-off)", "waiting for a runtime worker thread"),
     ("docker create", "engine: create the container"),
-    ("docker inspect", "engine: inspect after create and after start (2 calls)"),
+    (
+        "docker inspect",
+        "engine: inspect after create and after start (2 calls until issue 15's second pass; none now)",
+    ),
     ("credential put_archive", "engine: copy the credential file in (file delivery)"),
     (
         "credential stdin attach+write",
@@ -41,6 +44,12 @@ def _load_note(r: dict[str, Any], names: list[str]) -> str:
         "so absolute times are inflated and noisy; the same-run baselines and ratios are "
         "the figures to read."
     )
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else round((ordered[mid - 1] + ordered[mid]) / 2, 2)
 
 
 def _when(r: dict[str, Any]) -> str:
@@ -142,11 +151,19 @@ def _burst_breakdown(r: dict[str, Any], bu: dict[str, Any]) -> list[str]:
         if hard_calls
         else ""
     )
+    paired = (
+        f" Round by round, the default row against the raw run of the same round: "
+        f"{d['round_ratios_from_seen']} (median {_median(d['round_ratios_from_seen'])}×); "
+        "the table's ratio is the median daemon time over the median raw time."
+        if "round_ratios_from_seen" in d
+        else ""
+    )
     lines += [
         "",
         f"Reconciles per burst: {recs} (all {bu['jobs']} jobs were seen by one poll, and "
         f"one reconcile spawned them). Daemon samples (from the poll that saw the jobs): "
-        f"{samples}; raw {bu['baseline_samples_s']} s{hardened}. " + _load_note(r, ["burst"]),
+        f"{samples}; raw {bu['baseline_samples_s']} s{hardened}.{paired} "
+        + _load_note(r, ["burst"]),
         "",
         "Reading it: raw create+start 8 at a time already saturates the engine, so the "
         "ratio follows how much engine work a runner costs beyond create+start. The "
@@ -162,20 +179,22 @@ def _burst_breakdown(r: dict[str, Any], bu: dict[str, Any]) -> list[str]:
         "in `docker inspect`. (2) In poll mode a burst first waits for the next poll "
         "(half an interval on average); the first row includes that wait, the others "
         "start at the poll. (3) The daemon's create options (init, memory and pids "
-        "limits, dropped capabilities, log limits) cost the engine more than the raw "
-        "baseline's bare create; the raw run with those options"
+        "limits, dropped capabilities, log limits) are measured on their own by the raw "
+        "run with those options"
         + (
             f" ({bu['baseline_hardened_sdk_s']} s, {bu['baseline_hardened_ratio']}× the "
-            "plain raw run) "
+            "plain raw run; earlier runs measured 1.04×: the options cost the engine "
+            "little, within this machine's run-to-run noise)"
             if hard_calls
             else " (a column of its own since issue 15; not in this run) "
         )
-        + "is that engine cost alone, so the distance between it and a daemon row is the "
+        + "; that is their engine cost alone, so the distance between it and a daemon row is the "
         "daemon's own overhead (and the forge simulator's, which shares the cores with "
         "it). The plain raw run stays the goal baseline. (4) The raw baseline's "
         "containers run `sleep`; the daemon's runners start working as soon as they run "
-        "(the test image's job-taking shim: token check, job request, a few shell "
-        "forks each), so while the burst is still starting containers, 50 runners and "
+        "(the test image's job-taking shim: token check, job request, about 15 "
+        "processes each with the entrypoint; about 70 before issue 15's second pass), so "
+        "while the burst is still starting containers, 50 runners and "
         "the forge simulator answering them share the two cores with the engine. The "
         "'runners that take no job' row starts the same image, entrypoint and "
         "credential delivery with `sleep` in place of the shim: "
@@ -193,7 +212,12 @@ def _burst_breakdown(r: dict[str, Any], bu: dict[str, Any]) -> list[str]:
         "8 (the spawn concurrency) on its own pool. Journal writes fsynced on the event "
         "loop (SQLite `synchronous=FULL`, 1.7 ms each quiet, 5-7 ms under load, 5 per "
         "runner); WAL with `synchronous=NORMAL` still commits each write before the "
-        "action it guards, so a daemon crash loses nothing.",
+        "action it guards, so a daemon crash loses nothing. Second pass: the runtime "
+        "creates through the SDK's low-level API and reads nothing back after start, so a "
+        "runner costs the engine create, attach and start (the SDK's `containers.create` "
+        "inspected the new container, and start was followed by another inspect: about "
+        "17 ms a runner); and the test image's shims fork about 15 processes at start "
+        "instead of about 70 (parameter expansion in place of pipelines).",
     ]
     return lines
 
