@@ -4,8 +4,11 @@
 description. Each API answer of the simulator is checked against its operation (status
 documented, content type, body schema with formats), and its body against the component
 schema of the object it carries. Webhook payloads are checked against
-the ``x-webhooks`` schemas. The mechanism (:mod:`tests.integration.openapi_check`) is the
-one the GitLab simulator's conformance test uses.
+the ``x-webhooks`` schemas. The GitHub App token exchange is checked both ways: the
+simulator's answers against ``apps/create-installation-access-token``, and the request our
+client sends (method, path, parameter, body, headers) against the same operation. The
+mechanism (:mod:`tests.integration.openapi_check`) is the one the GitLab simulator's
+conformance test uses.
 """
 
 from __future__ import annotations
@@ -14,14 +17,19 @@ import asyncio
 import base64
 import functools
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 import requests
 from aiohttp import web
 
+from providers.base import GitHubApp, GitHubOptions
+from providers.github import GitHubProvider
+from tests.appkeys import app_key_pair
 from tests.forgesim.common import RunningSim
 from tests.forgesim.github import create_app
 from tests.integration.openapi_check import SpecChecker, component, load_spec
@@ -204,3 +212,226 @@ def test_the_checker_refuses_what_the_spec_does_not_say() -> None:
     with pytest.raises(AssertionError, match="text/html not documented"):
         checker.check("GET", runs, 200, None, "text/html")
     checker.check("GET", runs, 200, {"total_count": 0, "workflow_runs": []})
+
+
+# ---------------------------------------------------------------------------------------
+# The GitHub App installation-token exchange: apps/create-installation-access-token.
+
+APP_ID = "4242"
+INSTALLATION = 77
+EXCHANGE = f"/app/installations/{INSTALLATION}/access_tokens"
+EXCHANGE_OP = "apps/create-installation-access-token"
+APP_PRIVATE_KEY, APP_PUBLIC_KEY = app_key_pair()
+
+
+def app_jwt(key: str = APP_PRIVATE_KEY, *, lifetime: int = 540) -> str:
+    """What GitHub's docs ask for: RS256, ``iss`` the App id, ``iat`` back-dated 60 s."""
+    now = int(time.time())
+    claims = {"iat": now - 60, "exp": now - 60 + lifetime, "iss": APP_ID}
+    return jwt.encode(claims, key, algorithm="RS256")
+
+
+def _exchange_operation() -> dict[str, Any]:
+    op = spec_checker().operation(f"/api/v3{EXCHANGE}", "POST")
+    assert op["operationId"] == EXCHANGE_OP
+    return op
+
+
+async def _exchange(
+    base: str,
+    *,
+    authorization: str | None,
+    path: str = EXCHANGE,
+    body: bytes = b"",
+    expect: int,
+) -> Any:
+    """POST the exchange as a client would, check the answer against the operation."""
+    headers = {"Accept": "application/vnd.github+json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    if body:
+        headers["Content-Type"] = "application/json"
+
+    def send() -> requests.Response:
+        return requests.post(f"{base}/api/v3{path}", headers=headers, data=body, timeout=10)
+
+    response = await asyncio.to_thread(send)
+    assert response.status_code == expect, response.text
+    content_type = response.headers.get("Content-Type", "").split(";")[0]
+    answer = response.json()
+    spec_checker().check("POST", f"/api/v3{path}", expect, answer, content_type)
+    return answer
+
+
+@pytest.fixture
+async def app_sim() -> AsyncIterator[str]:
+    async with RunningSim(create_app(TOKEN)) as running, aiohttp.ClientSession() as http:
+        await _control(http, f"{running.url}/_sim/repos/octo/app")
+        body = {"app_id": APP_ID, "public_key": APP_PUBLIC_KEY, "installation_id": INSTALLATION}
+        await _control(http, f"{running.url}/_sim/apps", body)
+        yield running.url
+
+
+async def test_the_token_exchange_answers_the_official_installation_token(app_sim: str) -> None:
+    whole = await _exchange(app_sim, authorization=f"Bearer {app_jwt()}", expect=201)
+    check_schema(whole, component("installation-token"))
+    assert whole["repository_selection"] == "all"
+    assert set(whole["permissions"]) >= {"administration"}  # what registering runners needs
+
+    # The documented body narrows the grant; what is sent is a valid requestBody first.
+    narrow = {"repositories": ["app"], "permissions": {"actions": "read"}}
+    request_schema = _exchange_operation()["requestBody"]["content"]["application/json"]
+    check_schema(narrow, request_schema["schema"])
+    narrowed = await _exchange(
+        app_sim,
+        authorization=f"Bearer {app_jwt()}",
+        body=json.dumps(narrow).encode(),
+        expect=201,
+    )
+    check_schema(narrowed, component("installation-token"))
+    assert narrowed["permissions"] == {"actions": "read"}
+    assert narrowed["repository_selection"] == "selected"
+
+
+@pytest.mark.parametrize(
+    ("why", "authorization", "path", "body", "status"),
+    [
+        ("no credential", None, EXCHANGE, b"", 401),
+        ("a PAT, not a JWT", f"token {TOKEN}", EXCHANGE, b"", 401),
+        ("a JWT signed with another key", "other-key", EXCHANGE, b"", 401),
+        ("a JWT living longer than 10 minutes", "long-jwt", EXCHANGE, b"", 401),
+        (
+            "an installation the App does not have",
+            "jwt",
+            "/app/installations/5/access_tokens",
+            b"",
+            404,
+        ),
+        ("a body that is not an object", "jwt", EXCHANGE, b"[1]", 422),
+        ("a body that is not JSON", "jwt", EXCHANGE, b"{", 422),
+        ("repositories of the wrong type", "jwt", EXCHANGE, b'{"repositories": "app"}', 422),
+        (
+            "a permission the App was not granted",
+            "jwt",
+            EXCHANGE,
+            b'{"permissions": {"contents": "read"}}',
+            422,
+        ),
+        (
+            "more than the granted level",
+            "jwt",
+            EXCHANGE,
+            b'{"permissions": {"actions": "write"}}',
+            422,
+        ),
+        (
+            "a repository the installation cannot see",
+            "jwt",
+            EXCHANGE,
+            b'{"repository_ids": [999999]}',
+            422,
+        ),
+    ],
+)
+async def test_refused_exchanges_answer_the_documented_status_and_shape(
+    app_sim: str, why: str, authorization: str | None, path: str, body: bytes, status: int
+) -> None:
+    credential = {
+        "other-key": f"Bearer {app_jwt(app_key_pair()[0])}",
+        "long-jwt": f"Bearer {app_jwt(lifetime=3600)}",
+        "jwt": f"Bearer {app_jwt()}",
+    }.get(authorization or "", authorization)
+    responses = _exchange_operation()["responses"]
+    assert str(status) in responses, why  # the operation lists 401, 403, 404 and 422
+    answer = await _exchange(app_sim, authorization=credential, path=path, body=body, expect=status)
+    # 401/403/404 are basic-error, 422 validation-error (#/components/responses/...).
+    shape = "validation-error" if status == 422 else "basic-error"
+    check_schema(answer, component(shape))
+    assert answer["message"], why
+
+
+Recorded = dict[str, Any]
+
+
+def _recording_exchanges(seen: list[Recorded]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.endswith("/access_tokens"):
+            seen.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "headers": dict(request.headers),
+                    "body": await request.read(),  # cached: the handler reads it again
+                }
+            )
+        return await handler(request)
+
+    return record
+
+
+async def test_our_clients_exchange_request_is_the_documented_operation() -> None:
+    seen: list[Recorded] = []
+    sim_app = create_app(TOKEN)
+    sim_app.middlewares.append(_recording_exchanges(seen))
+    async with RunningSim(sim_app) as running, aiohttp.ClientSession() as http:
+        await _control(http, f"{running.url}/_sim/repos/octo/app")
+        await _control(
+            http,
+            f"{running.url}/_sim/apps",
+            {"app_id": APP_ID, "public_key": APP_PUBLIC_KEY, "installation_id": INSTALLATION},
+        )
+        gh = GitHubProvider(
+            GitHubOptions(
+                name="github",
+                token="",
+                instance_id="spec",
+                api_url=f"{running.url}/api/v3",
+                web_url=running.url,
+                repos=("octo/app",),
+                app=GitHubApp(
+                    app_id=APP_ID, installation_id=INSTALLATION, private_key=APP_PRIVATE_KEY
+                ),
+            )
+        )
+        try:
+            assert await gh.pending_jobs() == []
+        finally:
+            await gh.aclose()
+
+    assert len(seen) == 1, seen
+    sent = seen[0]
+    op = spec_checker().operation(sent["path"], sent["method"])
+    assert op["operationId"] == EXCHANGE_OP, sent["path"]
+    assert sent["method"] == "POST"
+    assert sent["path"] == f"/api/v3{EXCHANGE}"
+    # The path parameter: #/components/parameters/installation-id (an integer).
+    (ref,) = (p["$ref"] for p in op["parameters"])
+    parameter = spec_checker().spec["components"]["parameters"][ref.rsplit("/", 1)[-1]]
+    assert parameter["name"] == "installation_id" and parameter["in"] == "path"
+    segment = sent["path"].split("/")[-2]
+    assert segment.isdigit(), segment
+    check_schema(int(segment), parameter["schema"])
+    # The body is optional (requestBody.required false); one that is sent must be its JSON.
+    request_body = op["requestBody"]
+    if sent["body"]:
+        content_type = sent["headers"].get("Content-Type", "").split(";")[0]
+        assert content_type in request_body["content"], content_type
+        check_schema(json.loads(sent["body"]), request_body["content"][content_type]["schema"])
+    else:
+        assert request_body["required"] is False
+    # Every documented answer is JSON; we ask for GitHub's JSON media type.
+    responses = spec_checker().spec["components"]["responses"]
+    for listed in op["responses"].values():
+        response = responses[listed["$ref"].rsplit("/", 1)[-1]] if "$ref" in listed else listed
+        assert set(response.get("content", {})) <= {"application/json"}, response
+    assert sent["headers"].get("Accept") in ("application/vnd.github+json", "application/json")
+    # "You must use a JWT": Bearer, RS256, issued by the App.
+    scheme, _, token = sent["headers"]["Authorization"].partition(" ")
+    assert scheme == "Bearer"
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    claims = jwt.decode(token, APP_PUBLIC_KEY, algorithms=["RS256"])
+    assert str(claims["iss"]) == APP_ID
+    assert claims["exp"] - claims["iat"] <= 600 + 60
