@@ -49,10 +49,16 @@ LABEL org.opencontainers.image.title="runner-orchestrator" \
 # A fixed unprivileged uid/gid (10001) so the state volume's ownership is predictable.
 # Docker access comes only from the socket's group, added at run time (compose:
 # group_add: DOCKER_GID). /data is created here so a new named volume inherits 10001.
+# openssh-client: ssh:// Docker hosts are reached through the system ssh (the daemon runs
+# `ssh HOST docker system dial-stdio`, as the Docker CLI does); its config, key and
+# known_hosts are read from /data/.ssh (the user's home), see docs/deployment.md.
 RUN groupadd --system --gid 10001 orchestrator \
  && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin orchestrator \
- && install -d -o 10001 -g 10001 -m 0750 /data
+ && install -d -o 10001 -g 10001 -m 0750 /data \
+ && apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-client \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     DATA_DIR=/data HTTP_HOST=0.0.0.0 HTTP_PORT=8080

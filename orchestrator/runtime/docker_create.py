@@ -155,8 +155,9 @@ class StdinDelivery:
 
 
 def _raw_socket(sock: Any) -> Any:
-    """The socket under what ``attach_socket`` returns: a ``SocketIO`` over plain
-    sockets (unix, tcp), the TLS socket itself, or an ssh channel."""
+    """The socket under what ``attach_socket`` returns: a ``SocketIO`` over plain sockets
+    (unix, tcp; ``ssh://`` hosts are a unix socket too, the runtime's ssh relay), or the
+    TLS socket itself."""
     return getattr(sock, "_sock", sock) if isinstance(sock, socket.SocketIO) else sock
 
 
@@ -172,13 +173,10 @@ def _close(sock: Any) -> None:
     """Shut the connection down, then close every layer: closing only the ``SocketIO``
     leaves the file descriptor open while the HTTP response still refers to it."""
     raw = _raw_socket(sock)
-    with contextlib.suppress(Exception):
-        if hasattr(raw, "shutdown_write"):  # paramiko channel (ssh://)
-            raw.shutdown_write()
-        else:
-            raw.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):  # already shut, or the engine hung up (TLS: SSLError)
+        raw.shutdown(socket.SHUT_RDWR)
     for layer in (sock, raw):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):
             layer.close()
 
 

@@ -50,6 +50,7 @@ from orchestrator.runtime import (
 )
 from orchestrator.runtime.docker_events import watch
 from orchestrator.runtime.docker_network import ensure_network
+from orchestrator.runtime.ssh_relay import SshRelay
 
 T = TypeVar("T")
 
@@ -125,13 +126,30 @@ def status(host: Host) -> HostStatus:
     )
 
 
+class RelayedClient(docker.DockerClient):  # type: ignore[misc]  # the SDK is untyped
+    """A client of an ``ssh://`` engine, reached through the :class:`SshRelay` it owns
+    (and closes with itself)."""
+
+    def __init__(self, relay: SshRelay, **kwargs: Any) -> None:
+        self.relay = relay
+        super().__init__(base_url=relay.base_url, **kwargs)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.relay.close()
+
+
 def make_client(config: DockerHostConfig, max_pool_size: int) -> Any:
     """Build and ping a client (blocking; runs in a thread).
 
-    TLS only when certificates are configured; ``ssh://`` shells out to the ``ssh``
-    binary (``use_ssh_client``) so the operator's ssh config and agent apply and no
-    paramiko is needed.
+    TLS only when certificates are configured. ``ssh://`` goes through the system ``ssh``
+    binary (:mod:`orchestrator.runtime.ssh_relay`: the operator's ssh config and agent
+    apply, and no paramiko); when it cannot connect, the error says what ssh said.
     """
+    if config.url.startswith("ssh://"):
+        return _make_relayed_client(config, max_pool_size)
     tls: Any = False
     if config.tls_ca or config.tls_cert or config.tls_key:
         cert = (
@@ -149,10 +167,30 @@ def make_client(config: DockerHostConfig, max_pool_size: int) -> Any:
         base_url=config.url,
         tls=tls,
         timeout=CONNECT_TIMEOUT_S,
-        use_ssh_client=config.url.startswith("ssh://"),
         # every concurrent call, the event stream and a ping keep a pooled connection
         max_pool_size=max_pool_size,
     )
+    return _ready(client)
+
+
+def _make_relayed_client(config: DockerHostConfig, max_pool_size: int) -> Any:
+    relay = SshRelay(config.url, CONNECT_TIMEOUT_S)
+    try:
+        return _ready(RelayedClient(relay, timeout=CONNECT_TIMEOUT_S, max_pool_size=max_pool_size))
+    except SDK_ERRORS as exc:  # the constructor's version probe or the ping
+        relay.wait_idle(1.0)  # ssh has exited: let its last words be read
+        said = relay.last_error
+        relay.close()
+        if not said:
+            raise
+        raise ConnectionError(f"ssh to {config.url}: {said}") from exc
+    except BaseException:
+        relay.close()
+        raise
+
+
+def _ready(client: Any) -> Any:
+    """Ping a new client; close it when that fails. Then give it the timeout for work."""
     try:
         ping(client)
     except BaseException:

@@ -272,6 +272,28 @@ def _instance_id() -> str:
     return "rodeploy" + secrets.token_hex(4)  # INSTANCE_ID: at most 16 of [a-z0-9]
 
 
+def test_the_image_reaches_ssh_hosts_with_its_own_ssh_client(daemon_image: str) -> None:
+    """``ssh://`` Docker hosts run the system ssh (tests/docker/test_ssh_host.py); the
+    image must have it, and the daemon user's home, where ssh reads its keys and
+    known_hosts, must be /data (docs/deployment.md)."""
+    version = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "ssh", daemon_image, "-V"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert version.returncode == 0 and "OpenSSH" in version.stderr, version
+    home = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "sh", daemon_image, "-c", "echo ~"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert home.stdout.strip() == "/data"
+
+
 def test_compose_up_serves_health_on_the_published_port_as_an_unprivileged_user(
     daemon_image: str, tmp_path: Path
 ) -> None:
