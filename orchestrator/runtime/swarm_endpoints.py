@@ -181,6 +181,9 @@ class SwarmEndpoints:
         for ep in self._endpoints.values():
             ep.stop.set()
             if ep.stream is not None:
+                # Best effort, racing the reader thread (as for container hosts): the SDK's
+                # close reads the response the reader may be tearing down, and fails then
+                # with whatever that half-closed response raises (AttributeError on _fp).
                 with contextlib.suppress(Exception):
                     ep.stream.close()
         for ep in self._endpoints.values():
