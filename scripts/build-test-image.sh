@@ -16,7 +16,7 @@ BUSYBOX=${BUSYBOX:-/bin/busybox}
 PLATFORM=${PLATFORM:-}
 here=$(cd "$(dirname "$0")" && pwd)
 shims=$here/test-image
-entrypoint=$here/../runner-image/github/entrypoint.sh
+entrypoint=$here/../runner-image/entrypoint.sh
 
 is_static() {
     [ -x "$1" ] || return 1
@@ -64,6 +64,7 @@ install -m 0755 "$shims/config.sh" "$rootfs/home/runner/config.sh"
 sources=$(LC_ALL=C; cat "$here/build-test-image.sh" "$entrypoint" "$shims"/* | sha256sum | cut -d ' ' -f 1)
 
 set -- --change 'ENTRYPOINT ["/usr/local/bin/ro-entrypoint"]' \
+    --change 'CMD ["/home/runner/run.sh"]' \
     --change 'WORKDIR /home/runner' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'LABEL io.runner-orchestrator.test-image=true' \

@@ -108,7 +108,7 @@ def _sources_digest() -> str:
     shims = ROOT / "scripts" / "test-image"
     files = [
         ROOT / "scripts" / "build-test-image.sh",
-        ROOT / "runner-image" / "github" / "entrypoint.sh",
+        ROOT / "runner-image" / "entrypoint.sh",
         *sorted(shims.iterdir(), key=lambda p: p.name.encode()),
     ]
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()

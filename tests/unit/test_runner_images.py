@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GITLAB_ENTRYPOINT = ROOT / "runner-image" / "gitlab" / "entrypoint.sh"
-GITHUB_ENTRYPOINT = ROOT / "runner-image" / "github" / "entrypoint.sh"
+#: One entrypoint for both images (and the test image), built with runner-image/ as context.
+ENTRYPOINT = ROOT / "runner-image" / "entrypoint.sh"
 SCRIPTS = [
-    GITLAB_ENTRYPOINT,
-    GITHUB_ENTRYPOINT,
+    ENTRYPOINT,
     ROOT / "scripts" / "build-test-image.sh",
     *sorted((ROOT / "scripts" / "test-image").iterdir()),
 ]
@@ -108,11 +107,8 @@ def _needs(shell: list[str]) -> None:
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize(
-    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
-)
 def test_credential_from_file_is_exported_and_deleted(
-    shell: list[str], entrypoint: Path, stubs: Path, tmp_path: Path
+    shell: list[str], stubs: Path, tmp_path: Path
 ) -> None:
     _needs(shell)
     cred = tmp_path / "credential"
@@ -120,7 +116,7 @@ def test_credential_from_file_is_exported_and_deleted(
     cred.chmod(0o444)
     env = _env(stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN")
     result = _entrypoint(
-        [*shell, str(entrypoint), "gitlab-runner", "run-single", "--max-builds", "1"], env
+        [*shell, str(ENTRYPOINT), "gitlab-runner", "run-single", "--max-builds", "1"], env
     )
     assert result.returncode == 0, result.stderr
     got = _record(stubs)
@@ -135,18 +131,15 @@ def test_credential_from_file_is_exported_and_deleted(
 def test_credential_from_env_is_left_alone(shell: list[str], stubs: Path) -> None:
     _needs(shell)
     env = _env(stubs, CI_SERVER_TOKEN=SECRET, RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN")
-    result = _entrypoint([*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner", "run-single"], env)
+    result = _entrypoint([*shell, str(ENTRYPOINT), "gitlab-runner", "run-single"], env)
     assert result.returncode == 0, result.stderr
     assert _record(stubs)["token"] == SECRET
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize(
-    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
-)
-def test_exit_code_propagates(shell: list[str], entrypoint: Path, stubs: Path) -> None:
+def test_exit_code_propagates(shell: list[str], stubs: Path) -> None:
     _needs(shell)
-    result = _entrypoint([*shell, str(entrypoint), "gitlab-runner"], _env(stubs, STUB_EXIT="42"))
+    result = _entrypoint([*shell, str(ENTRYPOINT), "gitlab-runner"], _env(stubs, STUB_EXIT="42"))
     assert result.returncode == 42
 
 
@@ -156,7 +149,7 @@ def test_bad_credential_env_name_is_refused(shell: list[str], stubs: Path, tmp_p
     cred = tmp_path / "credential"
     cred.write_text(SECRET)
     result = _entrypoint(
-        [*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner"],
+        [*shell, str(ENTRYPOINT), "gitlab-runner"],
         _env(stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="X;rm -rf"),
     )
     assert result.returncode == 64
@@ -182,16 +175,11 @@ def _start_and_signal(
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize(
-    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
-)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
-def test_sigterm_is_forwarded_and_exit_code_kept(
-    shell: list[str], entrypoint: Path, sig: int, stubs: Path
-) -> None:
+def test_sigterm_is_forwarded_and_exit_code_kept(shell: list[str], sig: int, stubs: Path) -> None:
     _needs(shell)
     result = _start_and_signal(
-        [*shell, str(entrypoint), "gitlab-runner", "run-single"],
+        [*shell, str(ENTRYPOINT), "gitlab-runner", "run-single"],
         _env(stubs, STUB_MODE="wait"),
         stubs,
         sig,
@@ -229,7 +217,7 @@ def test_github_jitconfig_reaches_the_runner_by_env_never_by_argv(
         RUNNER_CREDENTIAL_ENV="ACTIONS_RUNNER_INPUT_JITCONFIG",
     )
     process = subprocess.Popen(
-        [*shell, str(GITHUB_ENTRYPOINT), str(stubs / "run.sh")],
+        [*shell, str(ENTRYPOINT), str(stubs / "run.sh")],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -256,7 +244,7 @@ def test_github_jitconfig_reaches_the_runner_by_env_never_by_argv(
 
 def test_github_explicit_jitconfig_is_kept(stubs: Path) -> None:
     result = _entrypoint(
-        ["sh", str(GITHUB_ENTRYPOINT), "run.sh", "--jitconfig", "given"],
+        ["sh", str(ENTRYPOINT), "run.sh", "--jitconfig", "given"],
         _env(stubs, ACTIONS_RUNNER_INPUT_JITCONFIG="from-env"),
     )
     assert result.returncode == 0, result.stderr
@@ -272,7 +260,7 @@ def test_github_registration_token_for_config_sh(stubs: Path, tmp_path: Path) ->
         stubs, RUNNER_CREDENTIAL_FILE=str(cred), RUNNER_CREDENTIAL_ENV="ACTIONS_RUNNER_INPUT_TOKEN"
     )
     result = _entrypoint(
-        ["sh", str(GITHUB_ENTRYPOINT), "/bin/sh", "-c", 'config.sh --url "$1"', "sh", "http://x"],
+        ["sh", str(ENTRYPOINT), "/bin/sh", "-c", 'config.sh --url "$1"', "sh", "http://x"],
         env,
     )
     assert result.returncode == 0, result.stderr
@@ -282,11 +270,8 @@ def test_github_registration_token_for_config_sh(stubs: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize(
-    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
-)
 def test_credential_from_stdin_is_exported_and_the_runner_gets_end_of_file(
-    shell: list[str], entrypoint: Path, stubs: Path
+    shell: list[str], stubs: Path
 ) -> None:
     """Stdin delivery: one line from stdin, exported under RUNNER_CREDENTIAL_ENV; the
     runner sees neither the switch nor anything left on stdin."""
@@ -294,7 +279,7 @@ def test_credential_from_stdin_is_exported_and_the_runner_gets_end_of_file(
     env = _env(stubs, RUNNER_CREDENTIAL_STDIN="1", RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN")
     script = 'gitlab-runner "$@"; echo "stdin_switch=${RUNNER_CREDENTIAL_STDIN:-}" >>"$STUB_OUT"'
     result = subprocess.run(
-        [*shell, str(entrypoint), "sh", "-c", script, "sh", "run-single"],
+        [*shell, str(ENTRYPOINT), "sh", "-c", script, "sh", "run-single"],
         input=SECRET + "\n",
         env=env,
         capture_output=True,
@@ -311,16 +296,13 @@ def test_credential_from_stdin_is_exported_and_the_runner_gets_end_of_file(
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize(
-    "entrypoint", [GITLAB_ENTRYPOINT, GITHUB_ENTRYPOINT], ids=["gitlab", "github"]
-)
 def test_no_credential_on_stdin_exits_65_without_running_the_runner(
-    shell: list[str], entrypoint: Path, stubs: Path
+    shell: list[str], stubs: Path
 ) -> None:
     """The daemon died (or its start failed) before writing: stdin ends empty."""
     _needs(shell)
     result = subprocess.run(
-        [*shell, str(entrypoint), "gitlab-runner", "run-single"],
+        [*shell, str(ENTRYPOINT), "gitlab-runner", "run-single"],
         input="",
         env=_env(stubs, RUNNER_CREDENTIAL_STDIN="1", RUNNER_CREDENTIAL_ENV="CI_SERVER_TOKEN"),
         capture_output=True,
@@ -349,7 +331,7 @@ def test_stdin_that_never_ends_does_not_block_the_entrypoint_forever(
     silent = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
     try:
         result = subprocess.run(
-            [*shell, str(GITLAB_ENTRYPOINT), "gitlab-runner", "run-single"],
+            [*shell, str(ENTRYPOINT), "gitlab-runner", "run-single"],
             stdin=silent.stdout,
             env=env,
             capture_output=True,
@@ -368,7 +350,7 @@ def test_stdin_that_never_ends_does_not_block_the_entrypoint_forever(
 def test_stdin_mode_refuses_a_bad_credential_env_name(shell: list[str], stubs: Path) -> None:
     _needs(shell)
     result = subprocess.run(
-        [*shell, str(GITHUB_ENTRYPOINT), "run.sh"],
+        [*shell, str(ENTRYPOINT), "run.sh"],
         input=SECRET + "\n",
         env=_env(stubs, RUNNER_CREDENTIAL_STDIN="1", RUNNER_CREDENTIAL_ENV="X;rm -rf"),
         capture_output=True,
@@ -379,3 +361,24 @@ def test_stdin_mode_refuses_a_bad_credential_env_name(shell: list[str], stubs: P
     assert result.returncode == 64
     assert SECRET not in result.stdout + result.stderr
     assert not (stubs.parent / "out").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_no_command_is_refused_rather_than_guessed(shell: list[str], stubs: Path) -> None:
+    """The daemon always passes the command; the images' CMD covers a hand-run container."""
+    _needs(shell)
+    result = _entrypoint([*shell, str(ENTRYPOINT)], _env(stubs))
+    assert result.returncode == 64
+    assert "no command given" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "github"])
+def test_both_images_copy_the_one_shared_entrypoint(kind: str) -> None:
+    """One file, so the two images cannot drift apart: each Dockerfile copies it from its
+    build context, runner-image/, and its directory holds no entrypoint of its own."""
+    dockerfile = (ROOT / "runner-image" / kind / "Dockerfile").read_text()
+    assert "COPY entrypoint.sh /usr/local/bin/ro-entrypoint" in dockerfile
+    assert f"-f runner-image/{kind}/Dockerfile" in dockerfile  # the documented build
+    assert not (ROOT / "runner-image" / kind / "entrypoint.sh").exists()
+    assert 'ENTRYPOINT ["/usr/local/bin/ro-entrypoint"]' in dockerfile
+    assert "\nCMD [" in dockerfile

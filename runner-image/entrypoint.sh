@@ -1,14 +1,21 @@
 #!/bin/sh
-# Entrypoint of runner-orchestrator's GitLab runner image. Duties from
-# docs/runner-contract.md:
+# Entrypoint of runner-orchestrator's runner images, GitLab and GitHub alike (and the
+# test image's /usr/local/bin/ro-entrypoint). Duties from docs/runner-contract.md:
 #
 # 1. Export the credential under the name in RUNNER_CREDENTIAL_ENV, so the secret lives
 #    only in this process tree and never in `docker inspect`: with RUNNER_CREDENTIAL_STDIN=1
 #    read it as one line from stdin (exit 65 when none comes), else if
 #    RUNNER_CREDENTIAL_FILE names a readable file read it and delete the file.
-# 2. Run the command as a child, forward SIGTERM/SIGINT to it, exit with its exit code.
+# 2. GitHub: leave ACTIONS_RUNNER_INPUT_JITCONFIG (and ACTIONS_RUNNER_INPUT_TOKEN) in the
+#    environment: the runner reads every ACTIONS_RUNNER_INPUT_<ARG> as its --<arg>, adds
+#    the value to its secret masker and removes the variable from its own environment
+#    before any job starts (actions/runner, src/Runner.Listener/CommandSettings.cs). The
+#    JIT config is never put on a command line, where every process on the host could
+#    read it (ps, /proc/<pid>/cmdline).
+# 3. Run the command as a child, forward SIGTERM/SIGINT to it, exit with its exit code.
 #
-# POSIX sh: the gitlab-runner images (Ubuntu and Alpine flavours) both have /bin/sh.
+# POSIX sh on purpose: the gitlab-runner images (Ubuntu and Alpine flavours), the
+# actions-runner image and the test image's busybox ash all run it.
 
 # credential_name: RUNNER_CREDENTIAL_ENV, refused (exit 64) unless it is a variable name.
 credential_name() {
@@ -46,7 +53,7 @@ fi
 unset RUNNER_CREDENTIAL_FILE RUNNER_CREDENTIAL_STDIN RUNNER_CREDENTIAL_TIMEOUT
 
 if [ $# -eq 0 ]; then
-    echo "entrypoint: no command given (the daemon passes gitlab-runner run-single ...)" >&2
+    echo "entrypoint: no command given (the daemon passes one: gitlab-runner run-single ..., /home/runner/run.sh ...)" >&2
     exit 64
 fi
 
@@ -58,9 +65,9 @@ forwarded=0
 # shellcheck disable=SC2317  # invoked by the trap
 forward() {
     forwarded=1
-    kill -s "$1" "$child" 2>/dev/null
+    kill -TERM "$child" 2>/dev/null
 }
-trap 'forward TERM' TERM INT
+trap forward TERM INT
 while :; do
     forwarded=0
     wait "$child"
