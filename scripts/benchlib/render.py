@@ -349,8 +349,12 @@ def render(r: dict[str, Any]) -> str:
             "",
             "### Swarm runtime: job queued to task running",
             "",
-            "Webhook-driven; baseline: raw `docker service create` of the same image to "
-            f"task running, same run (engine {sw['docker_server']}).",
+            "Webhook-driven (a GitLab Job Hook announces each job: no poll wait), "
+            f"{len(ours['samples'])} jobs one after another; baseline: raw `docker service "
+            "create` of the same image to task running, same run (engine "
+            f"{sw['docker_server']}). The daemon's part beyond the raw create: the webhook, "
+            "the runner's registration with the forge, and the Swarm secret that carries "
+            "its credential (created before the service, a write to the swarm's store).",
             "",
             "| what | p50 s | p95 s | ratio p50 |",
             "|---|---|---|---|",
