@@ -126,7 +126,37 @@ def status(host: Host) -> HostStatus:
     )
 
 
-class RelayedClient(docker.DockerClient):  # type: ignore[misc]  # the SDK is untyped
+class EngineAPI(docker.APIClient):  # type: ignore[misc]  # the SDK is untyped
+    """The SDK's API client, except that a host's own TLS trust is the one used.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` in the environment replace
+    a session's ``verify`` on every request (psf/requests#3829): with either set, as
+    corporate and CI machines often have, a host configured with ``tls_ca`` was checked
+    against the system bundle and refused ("self-signed certificate in certificate
+    chain"), and ``tls_verify: false`` verified anyway. The host's setting wins here;
+    with neither configured (``verify`` True) the environment may still pick the bundle.
+    """
+
+    def merge_environment_settings(
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert
+        )
+        if self.verify is not True:  # a CA file, or verification off: the host's choice
+            settings["verify"] = self.verify
+        return settings
+
+
+class EngineClient(docker.DockerClient):  # type: ignore[misc]  # the SDK is untyped
+    """``docker.DockerClient`` over :class:`EngineAPI`. The SDK's constructor does
+    nothing but build its ``APIClient`` (docker 7.x), which this one replaces."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.api = EngineAPI(**kwargs)
+
+
+class RelayedClient(EngineClient):
     """A client of an ``ssh://`` engine, reached through the :class:`SshRelay` it owns
     (and closes with itself)."""
 
@@ -163,7 +193,7 @@ def make_client(config: DockerHostConfig, max_pool_size: int) -> Any:
             verify=config.tls_verify,
         )
     # The constructor already probes the engine's API version: short timeout for that.
-    client = docker.DockerClient(
+    client = EngineClient(
         base_url=config.url,
         tls=tls,
         timeout=CONNECT_TIMEOUT_S,
