@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from orchestrator.runtime import ContainerInfo, ContainerSpec
 from orchestrator.runtime.docker_engine import DockerRuntime
@@ -63,3 +71,35 @@ def jit_runner_spec(runtime: DockerRuntime, jit: str) -> ContainerSpec:
 
 def replace(spec: ContainerSpec, **changes: Any) -> ContainerSpec:
     return dataclasses.replace(spec, **changes)
+
+
+@contextlib.contextmanager
+def listening_server(argv: list[str], port: int, log: Path, what: str) -> Iterator[None]:
+    """Run a loopback server (sshd, socat...) until it accepts on ``port``; stop it after.
+    A server that exits or does not listen within 10 s fails the test with its log."""
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            server.wait(10)
+            pytest.fail(f"{what} did not start: {log.read_text()}")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def logs_until(rt: DockerRuntime, host: str, cid: str, text: str) -> str:
+    """The container's last log lines once they hold ``text`` (or after 15 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        logs = await rt.logs(host, cid, 20)
+        if text in logs or time.monotonic() > deadline:
+            return logs
+        await asyncio.sleep(0.1)

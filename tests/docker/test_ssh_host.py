@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +25,8 @@ import pytest
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime.docker_engine import DockerRuntime
 from tests.docker.conftest import Events, cleanup, new_instance_id
-from tests.docker.helpers import SECRET, make_spec
+from tests.docker.helpers import SECRET, listening_server, logs_until, make_spec
+from tests.e2e.harness import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -85,12 +85,6 @@ def _keygen(path: Path) -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
@@ -101,7 +95,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     for key in ("host_key", "client_key", "stranger_key"):
         _keygen(home / key)
     (home / "authorized_keys").write_text((home / "client_key.pub").read_text())
-    port = _free_port()
+    port = free_port()
     host_pub = (home / "host_key.pub").read_text().split()
     (home / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
     (home / "sshd_config").write_text(
@@ -111,25 +105,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPrintMotd no\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-    server = subprocess.Popen(
-        [SSHD, "-D", "-e", "-f", str(home / "sshd_config")],
-        stdout=subprocess.DEVNULL,
-        stderr=(home / "sshd.log").open("wb"),
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            pytest.fail(f"sshd did not start: {(home / 'sshd.log').read_text()}")
-        time.sleep(0.05)
-    try:
+    argv = [SSHD, "-D", "-e", "-f", str(home / "sshd_config")]
+    with listening_server(argv, port, home / "sshd.log", "sshd"):
         yield SshServer(port, home)
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 @pytest.fixture
@@ -143,15 +121,6 @@ async def ssh_runtime(
         yield rt
     finally:
         await cleanup(rt)
-
-
-async def _logs_until(rt: DockerRuntime, host: str, cid: str, text: str) -> str:
-    deadline = time.monotonic() + 15
-    while True:
-        logs = await rt.logs(host, cid, 20)
-        if text in logs or time.monotonic() > deadline:
-            return logs
-        await asyncio.sleep(0.1)
 
 
 async def test_a_runner_on_an_ssh_host_gets_its_credential_over_stdin_and_leaves_nothing(
@@ -170,7 +139,7 @@ async def test_a_runner_on_an_ssh_host_gets_its_credential_over_stdin_and_leaves
     info = await rt.start_container(await rt.create(spec))
     assert info.host == "pi"
     await events.wait_for(info.id, "start", timeout=15)  # the event stream runs over ssh too
-    logs = await _logs_until(rt, "pi", info.id, digest)
+    logs = await logs_until(rt, "pi", info.id, digest)
     assert digest in logs, logs  # the credential arrived on stdin, whole
     assert SECRET not in logs
     (listed,) = (await rt.list()).containers

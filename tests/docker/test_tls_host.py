@@ -11,14 +11,11 @@ credential write and the half-close work there too.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +24,8 @@ import pytest
 from orchestrator.config import DockerHostConfig
 from orchestrator.runtime.docker_engine import DockerRuntime
 from tests.docker.conftest import DOCKER_URL, Events, cleanup, new_instance_id
-from tests.docker.helpers import SECRET, make_spec
+from tests.docker.helpers import SECRET, listening_server, logs_until, make_spec
+from tests.e2e.harness import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -87,12 +85,6 @@ def _make_cert(d: Path, name: str, ca: str, ext: str) -> None:
     )  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def tls_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEndpoint]:
     socat = shutil.which("socat")
@@ -105,41 +97,16 @@ def tls_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEndpoi
     _make_ca(d, "other-ca")  # trusted by nobody here
     _make_cert(d, "server", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     _make_cert(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
-    port = _free_port()
-    proxy = subprocess.Popen(
-        [
-            socat,
-            f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,"
-            f"cert={d / 'server-cert.pem'},key={d / 'server-key.pem'},"
-            f"cafile={d / 'ca.pem'},verify=1",
-            f"UNIX-CONNECT:{DOCKER_URL.removeprefix('unix://')}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(d / "socat.log").open("wb"),
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if time.monotonic() > deadline or proxy.poll() is not None:
-            proxy.kill()
-            pytest.fail(f"socat did not start: {(d / 'socat.log').read_text()}")
-        time.sleep(0.05)
-    try:
+    port = free_port()
+    argv = [
+        socat,
+        f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,"
+        f"cert={d / 'server-cert.pem'},key={d / 'server-key.pem'},"
+        f"cafile={d / 'ca.pem'},verify=1",
+        f"UNIX-CONNECT:{DOCKER_URL.removeprefix('unix://')}",
+    ]
+    with listening_server(argv, port, d / "socat.log", "socat"):
         yield TlsEndpoint(port, d)
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
-
-
-async def _logs_until(rt: DockerRuntime, cid: str, text: str) -> str:
-    deadline = time.monotonic() + 15
-    while True:
-        logs = await rt.logs("remote", cid, 20)
-        if text in logs or time.monotonic() > deadline:
-            return logs
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture
@@ -169,7 +136,7 @@ async def test_a_runner_on_a_tls_host_gets_its_credential_over_stdin(
         )
         info = await rt.start_container(await rt.create(spec))
         await events.wait_for(info.id, "start", timeout=15)
-        logs = await _logs_until(rt, info.id, digest)
+        logs = await logs_until(rt, "remote", info.id, digest)
         assert digest in logs, logs  # the whole credential, then end of file (sha256sum ended)
         (listed,) = (await rt.list()).containers
         assert listed.id == info.id and listed.running
