@@ -27,9 +27,7 @@ import pytest
 import requests
 from aiohttp import web
 
-from providers.base import GitHubApp, GitHubOptions
-from providers.github import GitHubProvider
-from tests.appkeys import app_key_pair
+from tests.appkeys import app_key_pair, app_provider
 from tests.forgesim.common import RunningSim
 from tests.forgesim.github import create_app
 from tests.integration.openapi_check import SpecChecker, component, load_spec
@@ -383,18 +381,12 @@ async def test_our_clients_exchange_request_is_the_documented_operation() -> Non
             f"{running.url}/_sim/apps",
             {"app_id": APP_ID, "public_key": APP_PUBLIC_KEY, "installation_id": INSTALLATION},
         )
-        gh = GitHubProvider(
-            GitHubOptions(
-                name="github",
-                token="",
-                instance_id="spec",
-                api_url=f"{running.url}/api/v3",
-                web_url=running.url,
-                repos=("octo/app",),
-                app=GitHubApp(
-                    app_id=APP_ID, installation_id=INSTALLATION, private_key=APP_PRIVATE_KEY
-                ),
-            )
+        gh = app_provider(
+            running.url,
+            app_id=APP_ID,
+            installation_id=INSTALLATION,
+            private_key=APP_PRIVATE_KEY,
+            instance_id="spec",
         )
         try:
             assert await gh.pending_jobs() == []

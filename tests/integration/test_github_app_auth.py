@@ -18,10 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from providers.base import GitHubApp, GitHubOptions, RunnerRequest, runner_name_prefix
+from providers.base import RunnerRequest, runner_name_prefix
 from providers.errors import ProviderAuthError
 from providers.github import GitHubProvider
-from tests.appkeys import app_key_pair
+from tests.appkeys import app_key_pair, app_provider
 from tests.forgesim.common import SIM_KEY, RunningSim
 from tests.forgesim.github import create_app
 
@@ -77,16 +77,8 @@ async def sim() -> AsyncIterator[Sim]:
 def provider(
     sim: Sim, *, key: str = PRIVATE_KEY, installation: int = INSTALLATION
 ) -> GitHubProvider:
-    return GitHubProvider(
-        GitHubOptions(
-            name="github",
-            token="",
-            instance_id="app1",
-            api_url=f"{sim.url}/api/v3",
-            web_url=sim.url,
-            repos=("octo/app",),
-            app=GitHubApp(app_id=APP_ID, installation_id=installation, private_key=key),
-        )
+    return app_provider(
+        sim.url, app_id=APP_ID, installation_id=installation, private_key=key, instance_id="app1"
     )
 
 
