@@ -300,8 +300,8 @@ def split_create(
     arguments, the network to join), as the SDK's ``containers.create`` splits them.
 
     The daemon calls the low-level API so a create is one engine call: the high-level
-    ``containers.create`` inspects the new container afterwards, and every field of that
-    answer the daemon needs it set itself (id aside). A key this does not know is a bug
+    ``containers.create`` inspects the new container afterwards, though the daemon set
+    every field of that answer it needs itself (the id aside). A key this does not know is a bug
     here (a new option added to one side only) and raises :class:`KeyError`.
     """
     config: dict[str, Any] = {}

@@ -4,6 +4,7 @@ committed page is what the committed data renders to."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from scripts import gitlab_budget
@@ -44,12 +45,6 @@ def _load_note(r: dict[str, Any], names: list[str]) -> str:
         "so absolute times are inflated and noisy; the same-run baselines and ratios are "
         "the figures to read."
     )
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else round((ordered[mid - 1] + ordered[mid]) / 2, 2)
 
 
 def _when(r: dict[str, Any]) -> str:
@@ -153,7 +148,7 @@ def _burst_breakdown(r: dict[str, Any], bu: dict[str, Any]) -> list[str]:
     )
     paired = (
         f" Round by round, the default row against the raw run of the same round: "
-        f"{d['round_ratios_from_seen']} (median {_median(d['round_ratios_from_seen'])}×); "
+        f"{d['round_ratios_from_seen']} (median {round(statistics.median(d['round_ratios_from_seen']), 2)}×); "
         "the table's ratio is the median daemon time over the median raw time."
         if "round_ratios_from_seen" in d
         else ""
